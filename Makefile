@@ -1,0 +1,44 @@
+# Two commands do everything on a fresh machine with Python 3.11:
+#   make repro   environment + `dvc repro` on the embedded sample
+#   make test    environment + the test suite
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(abspath $(VENV))/bin
+STAMP  := $(VENV)/.fermaps-installed
+RUN    := PATH="$(BIN):$$PATH"
+
+.PHONY: env syslibs repro test bench clean
+
+env: $(STAMP) syslibs
+
+$(STAMP): requirements.lock pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || \
+	  { echo "fermaps needs Python 3.11 (found $$($(PYTHON) --version)); set PYTHON=/path/to/python3.11"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements.lock
+	$(BIN)/python -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
+	touch $@
+
+# open3d needs the system library libusb-1.0: install it when missing and we are root,
+# otherwise say exactly what to install.
+syslibs:
+	@if ! ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0'; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing libusb-1.0-0 (needed by open3d)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libusb-1.0-0 >/dev/null; \
+	  else \
+	    echo "open3d needs the system library libusb-1.0: run 'sudo apt-get install libusb-1.0-0' (Debian/Ubuntu) or 'sudo dnf install libusb1' (Fedora), then re-run make"; exit 1; \
+	  fi; \
+	fi
+
+repro: env
+	$(RUN) dvc repro
+
+test: env
+	$(RUN) python -m pytest -q
+
+bench: env
+	$(RUN) python -m benchmarks
+
+clean:
+	rm -rf $(VENV) data

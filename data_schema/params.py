@@ -1,0 +1,132 @@
+"""Typed parameters of each stage, loaded from ``params.yaml``.
+
+Each stage has a frozen dataclass; ``load_params(path)`` returns them all and rejects
+unknown keys and wrong types with a clear message, so a typo in params.yaml fails
+loudly instead of being ignored.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from data_schema.errors import FermapsError
+
+
+@dataclass(frozen=True)
+class SynthParams:
+    """The embedded sample (``preprocess/synthetic``); everything follows from ``seed``.
+
+    seed : master seed.
+    bosphorus_subjects : Bosphorus-style subjects, each with neutral + 6 basic expressions.
+    bu3dfe_subjects, facescape_subjects : subjects in those styles.
+    ckplus_subjects : subjects with CK+-style image sequences.
+    ckplus_sequences_per_subject : sequences (distinct expressions) per CK+ subject.
+    mmi_videos : MMI-style videos (neutral -> peak -> neutral).
+    frames_min, frames_max : frame count range of a sequence.
+    frame_size : [width, height] of sequence frames, pixels.
+    grid_rows, grid_cols : range-image size of the Bosphorus-style .bnt scans.
+    grid_spacing_mm : sample spacing of that grid, mm.
+    noise_mm : std of the scanner noise along the view axis, mm.
+    holes_per_scan : missing blobs planted per scan.
+    outlier_fraction : fraction of vertices turned into spikes.
+    max_rotation_deg : max head rotation about each axis per scan, degrees.
+    """
+
+    seed: int = 0
+    bosphorus_subjects: int = 8
+    bu3dfe_subjects: int = 2
+    facescape_subjects: int = 2
+    ckplus_subjects: int = 8
+    ckplus_sequences_per_subject: int = 2
+    mmi_videos: int = 4
+    frames_min: int = 10
+    frames_max: int = 16
+    frame_size: tuple[int, int] = (320, 240)
+    grid_rows: int = 160
+    grid_cols: int = 128
+    grid_spacing_mm: float = 1.2
+    noise_mm: float = 0.15
+    holes_per_scan: int = 3
+    outlier_fraction: float = 0.001
+    max_rotation_deg: float = 8.0
+
+
+@dataclass(frozen=True)
+class IngestParams:
+    """The ``ingest`` stage (raw files -> raw mesh store and raw frame store).
+
+    max_failed_fraction : the stage exits non-zero when more than this fraction of the
+        items failed (they are recorded either way).
+    workers : dask local worker processes (0 = one per core).
+    scheduler : address of an existing dask.distributed scheduler, '' for a local one.
+    """
+
+    max_failed_fraction: float = 0.5
+    workers: int = 0
+    scheduler: str = ""
+
+
+@dataclass(frozen=True)
+class Params:
+    synth: SynthParams = field(default_factory=SynthParams)
+    ingest: IngestParams = field(default_factory=IngestParams)
+
+
+def _coerce(cls, section: str, raw: dict):
+    if not isinstance(raw, dict):
+        raise FermapsError(f"params.yaml: section '{section}' must be a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise FermapsError(f"params.yaml: unknown key(s) in '{section}': {', '.join(unknown)}")
+    out = {}
+    for name, value in raw.items():
+        t = hints[name]
+        origin = typing.get_origin(t)
+        try:
+            if origin is tuple:
+                args = typing.get_args(t)
+                if not isinstance(value, (list, tuple)) or len(value) != len(args):
+                    raise TypeError
+                value = tuple(a(v) for a, v in zip(args, value))
+            elif t is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+                value = float(value)
+            elif t in (int, str, bool) and type(value) is not t:
+                raise TypeError
+        except (TypeError, ValueError):
+            raise FermapsError(f"params.yaml: '{section}.{name}' must be {t}, got {value!r}") from None
+        out[name] = value
+    return cls(**out)
+
+
+def params_from_dict(raw: dict | None) -> Params:
+    """Typed Params from a parsed params.yaml mapping (missing sections/keys: defaults)."""
+    raw = raw or {}
+    sections = {f.name: f for f in dataclasses.fields(Params)}
+    unknown = sorted(set(raw) - set(sections))
+    if unknown:
+        raise FermapsError(f"params.yaml: unknown section(s): {', '.join(unknown)}")
+    kwargs = {}
+    for name, f in sections.items():
+        cls = typing.get_type_hints(Params)[name]
+        kwargs[name] = _coerce(cls, name, raw.get(name, {}) or {})
+    return Params(**kwargs)
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate params.yaml (safe YAML loader only)."""
+    with open(path, encoding="utf-8") as fh:
+        return params_from_dict(yaml.safe_load(fh))
+
+
+def as_dict(obj) -> dict:
+    """Plain dict of a params dataclass (tuples as lists), for writing into stores."""
+    def conv(v):
+        return list(v) if isinstance(v, tuple) else v
+    return {k: conv(v) for k, v in dataclasses.asdict(obj).items()}

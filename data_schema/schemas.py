@@ -1,0 +1,137 @@
+"""Store schemas as code: every dataset a shard holds, with dtype, shape, chunking,
+compression and units, plus the attributes every shard must carry.
+
+A store is a directory of HDF5 shards plus ``index.json``.  Inside a shard, N items are
+stored side by side:
+
+* per-item datasets have shape (N, *shape) and one item per chunk;
+* ragged datasets (meshes, frames, landmarks) are flat over the items, (sum_i n_i, *shape),
+  with ``offsets/<name>`` (N + 1,) int64 so that item i owns rows
+  ``offsets[i]:offsets[i + 1]``; they are chunked by a fixed number of rows.
+
+Every shard also holds the item-id datasets of ``ITEM_FIELDS`` and the root attributes
+of ``REQUIRED_ATTRS``.  ``schemas_json()`` is the golden form a test compares.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from types import MappingProxyType
+from typing import Mapping
+
+STR = "str"  # variable-length UTF-8 string
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One dataset of a shard.
+
+    name : dataset path inside the shard.
+    dtype : numpy dtype name (``"float64"``, ``"uint8"``...) or ``"str"``.
+    shape : per-row shape after the leading axis; a string entry (``"H"``) is a size fixed
+        within a shard but free between shards.
+    ragged : True when rows of all items are concatenated (see module docstring).
+    chunk_rows : rows per chunk along the leading axis (1 for per-item data = one
+        sample per chunk).
+    compression : ``"gzip"`` (level 4 + shuffle) or ``None`` (already compressed bytes).
+    unit : physical unit / value range, e.g. ``"mm"``, ``"pixel, x right y down"``.
+    description : what it holds.
+    """
+
+    name: str
+    dtype: str
+    shape: tuple
+    ragged: bool
+    chunk_rows: int
+    compression: str | None
+    unit: str
+    description: str
+
+
+@dataclass(frozen=True)
+class StoreSchema:
+    name: str
+    version: int
+    description: str
+    datasets: tuple[DatasetSpec, ...]
+    attrs: Mapping[str, str] = field(default_factory=dict)
+
+    def spec(self, name: str) -> DatasetSpec:
+        for d in self.datasets:
+            if d.name == name:
+                return d
+        raise KeyError(f"schema {self.name} v{self.version} has no dataset {name!r}")
+
+
+# Item identity, stored per item in every shard (see data_schema.store.ItemMeta).
+ITEM_FIELDS: tuple[DatasetSpec, ...] = (
+    DatasetSpec("ids/key", STR, (), False, 1, "gzip", "", "unique item key dataset/subject/session/expression/file"),
+    DatasetSpec("ids/dataset", STR, (), False, 1, "gzip", "", "dataset name (bosphorus, bu3dfe, facescape, frgc, ckplus, oulu, mmi, afew, generic)"),
+    DatasetSpec("ids/subject", STR, (), False, 1, "gzip", "", "subject id as the dataset writes it"),
+    DatasetSpec("ids/session", STR, (), False, 1, "gzip", "", "session / sequence / take id"),
+    DatasetSpec("ids/expression", STR, (), False, 1, "gzip", "", "the dataset's own expression code"),
+    DatasetSpec("ids/label", "int64", (), False, 1, "gzip", "class index", "label from data_schema.labels for the dataset; -1 unlabelled"),
+    DatasetSpec("ids/source", STR, (), False, 1, "gzip", "", "source path relative to the raw root"),
+    DatasetSpec("ids/source_sha256", STR, (), False, 1, "gzip", "", "sha256 of the source file (of the sorted file list + contents for a folder)"),
+    DatasetSpec("ids/format", STR, (), False, 1, "gzip", "", "reader format name (bnt, wrl, facescape_obj, abs, mesh, video, ckplus, oulu)"),
+)
+
+REQUIRED_ATTRS: Mapping[str, str] = MappingProxyType({
+    "schema": "schema name",
+    "schema_version": "schema version (int)",
+    "params": "JSON of the stage parameters that made the shard",
+    "stage": "the stage that wrote the shard",
+    "n_items": "number of items in the shard",
+})
+
+RAW_MESH = StoreSchema(
+    "raw_mesh", 1,
+    "Every raw 3-D scan as read by preprocess.io: mesh, colour, texture, landmarks.",
+    (
+        DatasetSpec("vertices", "float64", (3,), True, 16384, "gzip", "mm", "vertex positions in the scan's own frame"),
+        DatasetSpec("faces", "int32", (3,), True, 16384, "gzip", "vertex index", "triangles, indices local to the item"),
+        DatasetSpec("colors", "uint8", (3,), True, 16384, "gzip", "RGB 0..255", "per-vertex colour (0 rows when none)"),
+        DatasetSpec("uv", "float64", (2,), True, 16384, "gzip", "[0,1], u right, v up", "texture coordinates"),
+        DatasetSpec("face_uv", "int32", (3,), True, 16384, "gzip", "uv index", "per-corner indices into uv (0 rows when no uv)"),
+        DatasetSpec("texture_png", "uint8", (), True, 1 << 20, None, "PNG bytes", "texture image encoded losslessly as PNG (0 bytes when none)"),
+        DatasetSpec("landmarks", "float64", (3,), True, 256, "gzip", "mm", "3-D landmarks from the dataset's file"),
+        DatasetSpec("landmark_names", STR, (), True, 256, "gzip", "", "name of each 3-D landmark"),
+        DatasetSpec("landmark_vertex", "int64", (), True, 256, "gzip", "vertex index or -1", "vertex each 3-D landmark names, -1 when none"),
+        DatasetSpec("landmarks2d", "float64", (2,), True, 256, "gzip", "pixel, x right y down, on the texture", "2-D landmarks from the dataset's file"),
+        DatasetSpec("landmark2d_names", STR, (), True, 256, "gzip", "", "name of each 2-D landmark"),
+        DatasetSpec("grid_index", "int64", (), True, 16384, "gzip", "row-major cell index", "range-image cell of each vertex (0 rows when not a grid)"),
+        DatasetSpec("grid_shape", "int64", (2,), False, 1, "gzip", "cells", "(rows, cols) of the range image; (0, 0) when not a grid"),
+        DatasetSpec("landmark_provenance", STR, (), False, 1, "gzip", "", "provenance of the 3-D landmarks ('' when none)"),
+    ),
+)
+
+RAW_FRAMES = StoreSchema(
+    "raw_frames", 1,
+    "Every raw face sequence (image folder or video) decoded to RGB frames.",
+    (
+        DatasetSpec("frames", "uint8", ("H", "W", 3), True, 1, "gzip", "RGB 0..255", "all frames of all items of the shard (same size within a shard)"),
+        DatasetSpec("frame_names", STR, (), True, 256, "gzip", "", "image file name or frame_NNNNNN"),
+        DatasetSpec("landmarks68", "float32", (68, 2), True, 256, "gzip", "pixel, x right y down", "per-frame 68 landmarks from dataset files (zeros where has_landmarks is false)"),
+        DatasetSpec("has_landmarks", "bool", (), True, 256, "gzip", "", "whether the frame has a landmark file"),
+        DatasetSpec("fps", "float64", (), False, 1, "gzip", "frames/s", "frame rate of the sequence"),
+    ),
+)
+
+SCHEMAS: Mapping[str, StoreSchema] = MappingProxyType({s.name: s for s in (RAW_MESH, RAW_FRAMES)})
+
+
+def get_schema(name: str) -> StoreSchema:
+    try:
+        return SCHEMAS[name]
+    except KeyError:
+        raise KeyError(f"unknown store schema {name!r}; known: {', '.join(SCHEMAS)}") from None
+
+
+def schemas_json() -> str:
+    """Canonical JSON of every schema, the item fields and required attributes."""
+    doc = {
+        "item_fields": [asdict(d) for d in ITEM_FIELDS],
+        "required_attrs": dict(REQUIRED_ATTRS),
+        "schemas": {n: {**asdict(s), "attrs": dict(s.attrs)} for n, s in sorted(SCHEMAS.items())},
+    }
+    return json.dumps(doc, indent=1, sort_keys=True) + "\n"

@@ -1,0 +1,350 @@
+"""Sharded, atomic, byte-stable HDF5 stores and their validating reader.
+
+A store is a directory::
+
+    <store>/index.json          schema, params, shards and their items (written last)
+    <store>/<shard>.h5          N items each (see data_schema.schemas)
+    <store>/failures.jsonl      per-item errors of the stage that wrote the store
+
+Writing: each shard goes to ``.<shard>.h5.tmp-<pid>``, is flushed and fsynced, then
+renamed over ``<shard>.h5`` (POSIX rename is atomic), so a reader never sees half a
+shard; the index is replaced the same way after all shards.  Bytes are stable: no
+timestamps (``track_times=False``), fixed chunk shapes, fixed gzip level, items and
+attributes written in a deterministic order, and the HDF5 file format pinned with
+``libver``.  Reading validates schema name and version, required attributes, and each
+shard's sha256 against the index.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Iterator, Mapping, Sequence
+
+import h5py
+import numpy as np
+
+from data_schema.errors import SchemaError
+from data_schema.schemas import ITEM_FIELDS, REQUIRED_ATTRS, STR, DatasetSpec, StoreSchema, get_schema
+
+INDEX = "index.json"
+FAILURES = "failures.jsonl"
+GZIP_LEVEL = 4
+LIBVER = ("v110", "v110")
+_STR_DTYPE = h5py.string_dtype("utf-8")
+
+
+@dataclass(frozen=True)
+class ItemMeta:
+    """Identity of one stored item (mirrors ``ITEM_FIELDS``)."""
+
+    key: str
+    dataset: str
+    subject: str
+    session: str
+    expression: str
+    label: int
+    source: str
+    source_sha256: str
+    format: str
+
+
+@dataclass(frozen=True)
+class ItemRecord:
+    """One item to write: its identity and its arrays by dataset name.  Ragged data are
+    (n_i, *shape); per-item data have the dataset's shape."""
+
+    meta: ItemMeta
+    arrays: Mapping[str, np.ndarray]
+
+
+def sha256_file(path: str | os.PathLike, block: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(block), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def shard_file_name(key: str) -> str:
+    """A filesystem-safe shard file name for a shard key."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", key).strip("._") + ".h5"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary name, fsync, rename."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _as_dtype(spec: DatasetSpec):
+    return _STR_DTYPE if spec.dtype == STR else np.dtype(spec.dtype)
+
+
+def _check_array(spec: DatasetSpec, arr: np.ndarray, where: str) -> np.ndarray:
+    if spec.dtype == STR:
+        return np.asarray([str(s) for s in np.asarray(arr, dtype=object).ravel()], dtype=object)
+    arr = np.asarray(arr)
+    if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
+        raise SchemaError(f"{where}: dataset {spec.name!r} holds NaN or inf; stores never do")
+    if arr.dtype.kind in "iu" and np.dtype(spec.dtype).kind in "iu" and arr.size:
+        info = np.iinfo(np.dtype(spec.dtype))
+        if arr.min() < info.min or arr.max() > info.max:
+            raise SchemaError(f"{where}: dataset {spec.name!r} values exceed {spec.dtype}")
+    return arr.astype(spec.dtype, copy=False)
+
+
+def _row_shape(spec: DatasetSpec, arr: np.ndarray, sizes: dict, where: str) -> tuple:
+    tail = arr.shape[1:] if spec.ragged else arr.shape
+    if len(tail) != len(spec.shape):
+        raise SchemaError(f"{where}: dataset {spec.name!r} has row shape {tail}, schema says {spec.shape}")
+    for got, want in zip(tail, spec.shape):
+        if isinstance(want, str):
+            if sizes.setdefault(want, got) != got:
+                raise SchemaError(f"{where}: dataset {spec.name!r} dim {want}={got} differs from "
+                                  f"{sizes[want]} elsewhere in the shard")
+        elif got != want:
+            raise SchemaError(f"{where}: dataset {spec.name!r} has row shape {tail}, schema says {spec.shape}")
+    return tuple(tail)
+
+
+def _create(h5: h5py.File, spec: DatasetSpec, data: np.ndarray, row_shape: tuple) -> None:
+    n = len(data)
+    chunk_rows = max(1, min(spec.chunk_rows, n)) if n else 1
+    kwargs = dict(track_times=False)
+    if n:
+        kwargs["chunks"] = (chunk_rows,) + row_shape
+        if spec.compression == "gzip":
+            kwargs.update(compression="gzip", compression_opts=GZIP_LEVEL, shuffle=True)
+    shape = (n,) + row_shape
+    ds = h5.create_dataset(spec.name, shape=shape, dtype=_as_dtype(spec), maxshape=shape, **kwargs)
+    if n:
+        ds[...] = data
+
+
+def _OFFSETS_SPEC(name: str) -> DatasetSpec:
+    return DatasetSpec(f"offsets/{name}", "int64", (), False, 4096, "gzip", "row", f"item i owns rows offsets[i]:offsets[i+1] of {name}")
+
+
+def write_shard(path: str | os.PathLike, schema: StoreSchema, items: Sequence[ItemRecord],
+                params: Mapping, stage: str) -> str:
+    """Write one shard atomically; return its sha256.
+
+    Items are written in the order given (callers sort them); every dataset of the
+    schema must be present in every item (ragged ones may have 0 rows).
+    Raises SchemaError on a missing/extra dataset, a wrong shape, NaN/inf, or a dtype
+    overflow, before anything is renamed into place.
+    """
+    path = Path(path)
+    where = f"{schema.name} shard {path.name}"
+    names = {d.name for d in schema.datasets}
+    sizes: dict = {}
+    columns: dict[str, list[np.ndarray]] = {d.name: [] for d in schema.datasets}
+    row_shapes: dict[str, tuple] = {}
+    for rec in items:
+        extra = set(rec.arrays) - names
+        missing = names - set(rec.arrays)
+        if extra or missing:
+            raise SchemaError(f"{where}: item {rec.meta.key}: missing {sorted(missing)}, unexpected {sorted(extra)}")
+        for spec in schema.datasets:
+            arr = _check_array(spec, rec.arrays[spec.name], f"{where}: item {rec.meta.key}")
+            row_shapes[spec.name] = _row_shape(spec, arr, sizes, f"{where}: item {rec.meta.key}")
+            columns[spec.name].append(arr)
+
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with h5py.File(tmp, "w", libver=LIBVER, track_order=False) as h5:
+            h5.attrs["schema"] = schema.name
+            h5.attrs["schema_version"] = schema.version
+            h5.attrs["params"] = json.dumps(params, sort_keys=True)
+            h5.attrs["stage"] = stage
+            h5.attrs["n_items"] = len(items)
+            for spec in ITEM_FIELDS:
+                attr = spec.name.split("/", 1)[1]
+                vals = [getattr(r.meta, attr) for r in items]
+                data = np.asarray(vals, dtype=object if spec.dtype == STR else spec.dtype)
+                _create(h5, spec, data, ())
+            for spec in schema.datasets:
+                parts = columns[spec.name]
+                if spec.ragged:
+                    counts = [len(p) for p in parts]
+                    offsets = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]).astype(np.int64)
+                    _create(h5, _OFFSETS_SPEC(spec.name), offsets, ())
+                tail = tuple(sizes.get(s, s) for s in spec.shape)
+                if any(isinstance(t, str) for t in tail):  # no item fixed a free size
+                    tail = tuple(0 if isinstance(t, str) else t for t in tail)
+                empty = np.zeros((0,) + tail, object if spec.dtype == STR else spec.dtype)
+                join = np.concatenate if spec.ragged else np.stack
+                _create(h5, spec, join(parts) if parts else empty, tail)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        digest = sha256_file(tmp)
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+        return digest
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+@dataclass(frozen=True)
+class ShardEntry:
+    file: str
+    sha256: str
+    items: tuple[str, ...]
+
+
+def write_index(root: str | os.PathLike, schema: StoreSchema, params: Mapping, stage: str,
+                shards: Sequence[ShardEntry]) -> None:
+    """Replace ``index.json`` atomically and remove shard files no longer listed."""
+    root = Path(root)
+    shards = sorted(shards, key=lambda s: s.file)
+    doc = {
+        "schema": schema.name,
+        "schema_version": schema.version,
+        "stage": stage,
+        "params": params,
+        "n_items": sum(len(s.items) for s in shards),
+        "shards": [{"file": s.file, "sha256": s.sha256, "items": list(s.items)} for s in shards],
+    }
+    atomic_write_bytes(root / INDEX, (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode())
+    keep = {s.file for s in shards}
+    for p in root.glob("*.h5"):
+        if p.name not in keep:
+            p.unlink()
+    for p in root.glob(".*.tmp-*"):  # leftovers of a killed writer
+        p.unlink()
+
+
+def write_failures(root: str | os.PathLike, failures: Sequence[Mapping]) -> None:
+    """``failures.jsonl``: one JSON object per failed item (item, stage, error, message),
+    sorted by item, written atomically."""
+    lines = [json.dumps(dict(f), sort_keys=True) for f in sorted(failures, key=lambda f: (f["item"], f["stage"]))]
+    atomic_write_bytes(Path(root) / FAILURES, ("\n".join(lines) + ("\n" if lines else "")).encode())
+
+
+def read_failures(root: str | os.PathLike) -> list[dict]:
+    p = Path(root) / FAILURES
+    if not p.exists():
+        return []
+    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+
+
+class Store:
+    """Read access to a store; validates on open.
+
+    ``Store(root, schema="raw_mesh")`` raises SchemaError when the index is missing or
+    unreadable, names another schema or version, lists a shard that is missing or whose
+    sha256 differs, or a shard's attributes disagree with the index.
+    """
+
+    def __init__(self, root: str | os.PathLike, schema: str | None = None, verify: bool = True):
+        self.root = Path(root)
+        idx = self.root / INDEX
+        if not idx.exists():
+            raise SchemaError(f"{self.root}: not a store (no {INDEX})")
+        try:
+            self.index = json.loads(idx.read_text())
+        except (OSError, ValueError) as exc:
+            raise SchemaError(f"{idx}: unreadable index: {exc}") from None
+        name = self.index.get("schema")
+        version = self.index.get("schema_version")
+        if schema is not None and name != schema:
+            raise SchemaError(f"{self.root}: store has schema {name!r}, expected {schema!r}")
+        try:
+            self.schema = get_schema(name)
+        except KeyError as exc:
+            raise SchemaError(f"{self.root}: {exc.args[0]}") from None
+        if version != self.schema.version:
+            raise SchemaError(f"{self.root}: schema {name} version {version}, this fermaps reads "
+                              f"version {self.schema.version}; regenerate the store")
+        self.params = self.index.get("params", {})
+        self._where: dict[str, tuple[str, int]] = {}
+        for sh in self.index["shards"]:
+            p = self.root / sh["file"]
+            if not p.exists():
+                raise SchemaError(f"{p}: shard listed in the index is missing")
+            if verify and sha256_file(p) != sh["sha256"]:
+                raise SchemaError(f"{p}: shard content differs from the index (sha256); the store is corrupt")
+            with h5py.File(p, "r") as h5:
+                for attr in REQUIRED_ATTRS:
+                    if attr not in h5.attrs:
+                        raise SchemaError(f"{p}: missing required attribute {attr!r}")
+                if h5.attrs["schema"] != name or int(h5.attrs["schema_version"]) != version:
+                    raise SchemaError(f"{p}: shard schema {h5.attrs['schema']} v{h5.attrs['schema_version']} "
+                                      f"differs from the index ({name} v{version})")
+            for i, key in enumerate(sh["items"]):
+                self._where[key] = (sh["file"], i)
+
+    @property
+    def keys(self) -> list[str]:
+        return sorted(self._where)
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def shard_files(self) -> list[Path]:
+        return [self.root / sh["file"] for sh in self.index["shards"]]
+
+    def metas(self) -> Iterator[ItemMeta]:
+        """Identity of every item, in index order, without reading any array."""
+        for path in self.shard_files():
+            with h5py.File(path, "r") as h5:
+                cols = {spec.name.split("/", 1)[1]: h5[spec.name][()] for spec in ITEM_FIELDS}
+            for i in range(len(cols["key"])):
+                yield ItemMeta(**{k: int(v[i]) if k == "label" else v[i].decode() for k, v in cols.items()})
+
+    def read(self, key: str) -> tuple[ItemMeta, dict[str, np.ndarray]]:
+        """Item identity and every dataset's value for one item."""
+        try:
+            file, i = self._where[key]
+        except KeyError:
+            raise KeyError(f"{self.root}: no item {key!r}") from None
+        with h5py.File(self.root / file, "r") as h5:
+            return _read_item(h5, self.schema, i)
+
+    def iter_items(self) -> Iterator[tuple[ItemMeta, dict[str, np.ndarray]]]:
+        """Every item, shard by shard, in index order (one shard open at a time)."""
+        for sh in self.index["shards"]:
+            with h5py.File(self.root / sh["file"], "r") as h5:
+                for i in range(len(sh["items"])):
+                    yield _read_item(h5, self.schema, i)
+
+
+def _decode(spec_dtype: str, value):
+    if spec_dtype != STR:
+        return value
+    arr = np.asarray(value, dtype=object)
+    return np.asarray([v.decode() if isinstance(v, bytes) else v for v in arr.ravel()], dtype=object).reshape(arr.shape)
+
+
+def _read_item(h5: h5py.File, schema: StoreSchema, i: int) -> tuple[ItemMeta, dict[str, np.ndarray]]:
+    meta = {}
+    for spec in ITEM_FIELDS:
+        v = h5[spec.name][i]
+        meta[spec.name.split("/", 1)[1]] = v.decode() if isinstance(v, bytes) else (int(v) if spec.dtype == "int64" else v)
+    arrays = {}
+    for spec in schema.datasets:
+        if spec.ragged:
+            off = h5[f"offsets/{spec.name}"]
+            a, b = int(off[i]), int(off[i + 1])
+            arrays[spec.name] = _decode(spec.dtype, h5[spec.name][a:b])
+        else:
+            arrays[spec.name] = _decode(spec.dtype, h5[spec.name][i])
+    return ItemMeta(**{f.name: meta[f.name] for f in fields(ItemMeta)}), arrays

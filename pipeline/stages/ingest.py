@@ -1,0 +1,60 @@
+"""Stage ``ingest``: every raw scan into the ``raw_mesh`` store, every sequence into the
+``raw_frames`` store.
+
+Shards: scans are grouped by their folder (a subject folder in every supported layout),
+sequences get one shard each (frames share a size only within a sequence, and one
+sequence is already megabytes).
+"""
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from functools import partial
+from pathlib import Path
+
+from data_schema.params import IngestParams, as_dict
+from data_schema.schemas import RAW_FRAMES, RAW_MESH
+from pipeline.output import StoreOutput
+from pipeline.records import item_meta, scan_record, sequence_record
+from pipeline.runner import dask_client, run_sharded
+from pipeline.summary import StageResult, finish_stage
+from preprocess.io import RawItem, list_items, read_item
+
+STAGE = "ingest"
+
+
+def ingest_one(raw_root: str, item: RawItem):
+    """Read one raw item and return its store record (runs on a dask worker)."""
+    obj = read_item(item.path, item.format)
+    meta = item_meta(obj.ids, Path(item.path), Path(raw_root), item.format)
+    return scan_record(obj, meta) if item.kind == "scan" else sequence_record(obj, meta)
+
+
+def shard_key(raw_root: str, item: RawItem) -> tuple[str, str]:
+    """(store, shard key): scans by folder, sequences one per shard."""
+    rel = os.path.relpath(item.path, raw_root)
+    if item.kind == "scan":
+        return ("mesh", os.path.dirname(rel) or "root")
+    return ("frames", rel)
+
+
+def run_ingest(raw_root: str | os.PathLike, mesh_out: str | os.PathLike, frames_out: str | os.PathLike,
+               params: IngestParams) -> StageResult:
+    raw_root = str(raw_root)
+    items = list_items(raw_root)
+    shards: OrderedDict = OrderedDict()
+    for it in items:
+        shards.setdefault(shard_key(raw_root, it), []).append(it)
+    p = as_dict(params)
+    outs = {"mesh": StoreOutput(mesh_out, RAW_MESH, p, STAGE),
+            "frames": StoreOutput(frames_out, RAW_FRAMES, p, STAGE)}
+    with dask_client(params.workers, params.scheduler) as client:
+        failures = run_sharded(
+            client, partial(ingest_one, raw_root), shards,
+            lambda key, recs: outs[key[0]].write(key[1], recs),
+            stage=STAGE, item_name=lambda it: os.path.relpath(it.path, raw_root), desc=STAGE)
+    kind_of = {os.path.relpath(it.path, raw_root): it.kind for it in items}
+    for store, kind in (("mesh", "scan"), ("frames", "sequence")):
+        outs[store].close([f.as_dict() for f in failures if kind_of[f.item] == kind])
+    return finish_stage(STAGE, len(items), failures, params.max_failed_fraction,
+                        {"raw_mesh": outs["mesh"].n_items, "raw_frames": outs["frames"].n_items})
