@@ -17,6 +17,11 @@ import yaml
 from data_schema.errors import FermapsError
 
 
+# Fields that change how a stage runs but never what it writes; they are left out of
+# the params stored in shards so that 1 worker and 2 workers give identical bytes.
+EXECUTION = {"execution": True}
+
+
 @dataclass(frozen=True)
 class SynthParams:
     """The embedded sample (``preprocess/synthetic``); everything follows from ``seed``.
@@ -66,9 +71,9 @@ class IngestParams:
     scheduler : address of an existing dask.distributed scheduler, '' for a local one.
     """
 
-    max_failed_fraction: float = 0.5
-    workers: int = 0
-    scheduler: str = ""
+    max_failed_fraction: float = field(default=0.5, metadata=EXECUTION)
+    workers: int = field(default=0, metadata=EXECUTION)
+    scheduler: str = field(default="", metadata=EXECUTION)
 
 
 @dataclass(frozen=True)
@@ -125,8 +130,9 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         return params_from_dict(yaml.safe_load(fh))
 
 
-def as_dict(obj) -> dict:
-    """Plain dict of a params dataclass (tuples as lists), for writing into stores."""
-    def conv(v):
-        return list(v) if isinstance(v, tuple) else v
-    return {k: conv(v) for k, v in dataclasses.asdict(obj).items()}
+def as_dict(obj, content_only: bool = True) -> dict:
+    """Plain dict of a params dataclass (tuples as lists), for writing into stores;
+    execution-only fields (workers, scheduler, thresholds) are left out by default."""
+    return {f.name: (list(v) if isinstance(v := getattr(obj, f.name), tuple) else v)
+            for f in dataclasses.fields(obj)
+            if not (content_only and f.metadata.get("execution"))}
