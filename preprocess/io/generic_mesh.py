@@ -1,0 +1,88 @@
+"""Scans of no known dataset: ``.ply`` meshes through trimesh, ``.obj`` meshes through
+the project's own OBJ parser (:func:`preprocess.io.facescape.read_obj`).
+
+Why not trimesh for OBJ: even with ``process=False`` and ``maintain_order=True`` it
+splits a multi-material OBJ into a Scene whose parts each carry the whole vertex list,
+and without ``maintain_order`` it splits vertices at texture seams; both break vertex
+order.  For PLY trimesh is given an open file and no resolver, so nothing the file
+names (textures) is ever opened, and ``process=False`` (no merging/cleaning).
+Generic scans carry geometry and per-vertex colours only (no texture).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from data_schema.errors import InputError
+from data_schema.labels import label_map
+from preprocess.io._text import MAX_FILE_BYTES, require_finite, wraps_input_errors
+from preprocess.io.facescape import read_obj
+from preprocess.scan import ItemIds, Scan
+
+_TYPES = {".ply": "ply", ".obj": "obj"}
+
+
+def parse_generic_name(path: str | os.PathLike) -> ItemIds:
+    """Ids of a generic scan: dataset "generic", subject = parent folder name,
+    session = file stem, no expression (label -1)."""
+    p = Path(path)
+    return ItemIds("generic", p.parent.name, p.stem, "", label_map("generic").label_of(""),
+                   os.fspath(path))
+
+
+@wraps_input_errors
+def read_mesh_scan(path: str | os.PathLike) -> Scan:
+    """A ``.ply`` (trimesh) or ``.obj`` (own parser) scan, vertex order kept.
+
+    vertices : (V, 3) float64 (units as in the file, assumed mm); faces : (F, 3)
+    int64 (polygons triangulated); colors : (V, 3) uint8 when the file has per-vertex
+    colours.  Raises InputError for unknown suffixes, missing, empty or unparsable
+    files (trimesh errors wrapped), no vertices, no faces, NaN/inf coordinates, face
+    indices out of range.
+    """
+    path = Path(path)
+    file_type = _TYPES.get(path.suffix.lower())
+    if file_type is None:
+        raise InputError(path, f"not a .ply or .obj file ({path.suffix!r})")
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise InputError(path, "file not found") from None
+    if size == 0:
+        raise InputError(path, "empty file")
+    if size > MAX_FILE_BYTES:
+        raise InputError(path, f"file is {size} bytes, more than the {MAX_FILE_BYTES} limit")
+    ids = parse_generic_name(path)
+    if file_type == "obj":
+        obj = read_obj(path)
+        return Scan(vertices=obj.vertices, faces=obj.faces, ids=ids, colors=obj.colors,
+                    extra={"warnings": []})
+    import trimesh  # here, so that listing a folder never imports it
+
+    try:
+        with open(path, "rb") as f:
+            mesh = trimesh.load(f, file_type=file_type, process=False, resolver=None)
+    except Exception as e:  # noqa: BLE001 - trimesh raises many types
+        raise InputError(path, f"unreadable {file_type} ({type(e).__name__}: {e})") from None
+    if isinstance(mesh, trimesh.PointCloud) and len(mesh.vertices):
+        raise InputError(path, "no faces (point cloud)")
+    if not isinstance(mesh, trimesh.Trimesh):
+        raise InputError(path, f"no mesh in the file ({type(mesh).__name__})")
+    vertices = np.asarray(mesh.vertices, dtype=np.float64)
+    faces = np.asarray(mesh.faces, dtype=np.int64).reshape(-1, 3)
+    if len(vertices) == 0:
+        raise InputError(path, "no vertices")
+    if len(faces) == 0:
+        raise InputError(path, "no faces (point cloud)")
+    require_finite(vertices, path, "vertex coordinates")
+    if faces.min() < 0 or faces.max() >= len(vertices):
+        raise InputError(path, "face index out of range")
+    colors = None
+    if getattr(mesh.visual, "kind", None) == "vertex":
+        c = np.asarray(mesh.visual.vertex_colors)
+        if c.shape[0] == len(vertices):
+            colors = np.ascontiguousarray(c[:, :3], dtype=np.uint8)
+    return Scan(vertices=vertices, faces=faces, ids=ids, colors=colors,
+                extra={"warnings": []})
