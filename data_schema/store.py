@@ -99,7 +99,8 @@ def _as_dtype(spec: DatasetSpec):
 
 def _check_array(spec: DatasetSpec, arr: np.ndarray, where: str) -> np.ndarray:
     if spec.dtype == STR:
-        return np.asarray([str(s) for s in np.asarray(arr, dtype=object).ravel()], dtype=object)
+        obj = np.asarray(arr, dtype=object)
+        return np.asarray([str(s) for s in obj.ravel()], dtype=object).reshape(obj.shape)
     arr = np.asarray(arr)
     if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
         raise SchemaError(f"{where}: dataset {spec.name!r} holds NaN or inf; stores never do")
