@@ -28,7 +28,7 @@ def plant_bad_files(raw: Path) -> dict[str, str]:
     bad.mkdir(parents=True)
     good = sorted((raw / "bosphorus").rglob("*.bnt"))[0].read_bytes()
     (bad / "bs900_E_HAPPY_0.bnt").write_bytes(good[:40])
-    (bad / "bs900_E_ANGER_0.bnt").write_bytes(bnt_header(65535, 65535) + b"\0" * 64)
+    (bad / "bs900_E_ANGER_0.bnt").write_bytes(bnt_header(65535, 65535, n=0xFFFFFFFF) + b"\0" * 64)
     (bad / "bs900_E_FEAR_0.bnt").write_bytes(b"")
     nan = np.full((5, 2, 2), np.nan).tobytes()
     (bad / "bs900_E_SADNESS_0.bnt").write_bytes(bnt_header(2, 2) + nan)
