@@ -7,7 +7,6 @@ loudly instead of being ignored.
 from __future__ import annotations
 
 import dataclasses
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
