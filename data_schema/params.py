@@ -76,9 +76,87 @@ class IngestParams:
 
 
 @dataclass(frozen=True)
+class RegisterParams:
+    """The ``register`` stage: rigid fit of each scan's landmarks to the template.
+
+    max_rmse_mm : a fit whose RMS landmark residual exceeds this is a per-item error.
+    """
+
+    max_rmse_mm: float = 10.0
+
+
+@dataclass(frozen=True)
+class CropParams:
+    """The ``crop`` stage: nose tip and sphere crop.
+
+    radius_mm : sphere radius around the nose tip (AMDFN/Mian et al.: 80 mm).
+    min_component_fraction : detached pieces smaller than this fraction of the largest
+        piece's area are dropped.
+    hint_radius_mm : the nose-tip search stays within this x-y distance of the landmark
+        estimate when the scan has one.
+    """
+
+    radius_mm: float = 80.0
+    min_component_fraction: float = 0.05
+    hint_radius_mm: float = 20.0
+
+
+@dataclass(frozen=True)
+class RenderParams:
+    """The ``render`` stage: normals, cubic-fit shape index, orthographic maps.
+
+    size : maps are size x size pixels (AMDFN: 112).
+    half_extent_mm : the image covers [-h, h] x [-h, h] mm around the nose tip.
+    depth_range_mm : depth (mm behind the nose tip) that maps to D = 0.
+    curvature_rings : neighbourhood of the cubic fit in mesh rings (used when
+        curvature_radius_mm is 0).
+    curvature_radius_mm : neighbourhood radius of the cubic fit, mm (0 = use rings).
+    normal_weighting : vertex normals from face normals: "uniform" (AMDFN eq. 4),
+        "area" or "angle".
+    """
+
+    size: int = 112
+    half_extent_mm: float = 80.0
+    depth_range_mm: float = 100.0
+    curvature_rings: int = 2
+    curvature_radius_mm: float = 0.0
+    normal_weighting: str = "uniform"
+
+
+@dataclass(frozen=True)
+class CleanParams:
+    """The ``clean`` stage (FFNet-M 2.2) on the depth map.
+
+    outlier_k : a pixel further than k * sigma of its 8 neighbours is an outlier (0.6).
+    sigma_floor_mm : floor on that sigma, mm, so flat noisy patches are not all outliers.
+    fill_radius : hole filling interpolates from valid pixels within this many pixels.
+    gaussian_sigma : sigma of the 3x3 Gaussian, pixels (1).
+    """
+
+    outlier_k: float = 0.6
+    sigma_floor_mm: float = 0.5
+    fill_radius: int = 3
+    gaussian_sigma: float = 1.0
+
+
+@dataclass(frozen=True)
+class ChainParams:
+    """Execution settings shared by the per-item 3-D stages (never change the output)."""
+
+    max_failed_fraction: float = field(default=0.5, metadata=EXECUTION)
+    workers: int = field(default=0, metadata=EXECUTION)
+    scheduler: str = field(default="", metadata=EXECUTION)
+
+
+@dataclass(frozen=True)
 class Params:
     synth: SynthParams = field(default_factory=SynthParams)
     ingest: IngestParams = field(default_factory=IngestParams)
+    register: RegisterParams = field(default_factory=RegisterParams)
+    crop: CropParams = field(default_factory=CropParams)
+    render: RenderParams = field(default_factory=RenderParams)
+    clean: CleanParams = field(default_factory=CleanParams)
+    run: ChainParams = field(default_factory=ChainParams)
 
 
 def _coerce(cls, section: str, raw: dict):

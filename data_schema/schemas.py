@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass, field
 from types import MappingProxyType
 from typing import Mapping
 
+from data_schema.channels import CHANNEL_NORMALISATION, CHANNELS
+
 STR = "str"  # variable-length UTF-8 string
 
 
@@ -50,6 +52,9 @@ class DatasetSpec:
 
 @dataclass(frozen=True)
 class StoreSchema:
+    """A store's contract.  ``attrs`` are constant string attributes (JSON) written into
+    every shard besides ``REQUIRED_ATTRS``."""
+
     name: str
     version: int
     description: str
@@ -84,25 +89,90 @@ REQUIRED_ATTRS: Mapping[str, str] = MappingProxyType({
     "n_items": "number of items in the shard",
 })
 
+def _ds(name, dtype, shape, ragged, chunk_rows, compression, unit, description):
+    return DatasetSpec(name, dtype, shape, ragged, chunk_rows, compression, unit, description)
+
+
+# The mesh part every mesh store shares (raw, registered, cropped).
+MESH_DATASETS: tuple[DatasetSpec, ...] = (
+    _ds("vertices", "float64", (3,), True, 16384, "gzip", "mm", "vertex positions (frame: see the schema description)"),
+    _ds("faces", "int32", (3,), True, 16384, "gzip", "vertex index", "triangles, indices local to the item"),
+    _ds("colors", "uint8", (3,), True, 16384, "gzip", "RGB 0..255", "per-vertex colour (0 rows when none)"),
+    _ds("uv", "float64", (2,), True, 16384, "gzip", "[0,1], u right, v up", "texture coordinates"),
+    _ds("face_uv", "int32", (3,), True, 16384, "gzip", "uv index", "per-corner indices into uv (0 rows when no uv)"),
+    _ds("texture_png", "uint8", (), True, 1 << 20, None, "PNG bytes", "texture image encoded losslessly as PNG (0 bytes when none)"),
+    _ds("landmarks", "float64", (3,), True, 256, "gzip", "mm", "3-D landmarks, same frame as the vertices"),
+    _ds("landmark_names", STR, (), True, 256, "gzip", "", "name of each 3-D landmark"),
+    _ds("landmark_vertex", "int64", (), True, 256, "gzip", "vertex index or -1", "vertex each 3-D landmark names, -1 when none"),
+    _ds("landmarks2d", "float64", (2,), True, 256, "gzip", "pixel, x right y down, on the texture", "2-D landmarks from the dataset's file"),
+    _ds("landmark2d_names", STR, (), True, 256, "gzip", "", "name of each 2-D landmark"),
+)
+
 RAW_MESH = StoreSchema(
     "raw_mesh", 1,
-    "Every raw 3-D scan as read by preprocess.io: mesh, colour, texture, landmarks.",
-    (
-        DatasetSpec("vertices", "float64", (3,), True, 16384, "gzip", "mm", "vertex positions in the scan's own frame"),
-        DatasetSpec("faces", "int32", (3,), True, 16384, "gzip", "vertex index", "triangles, indices local to the item"),
-        DatasetSpec("colors", "uint8", (3,), True, 16384, "gzip", "RGB 0..255", "per-vertex colour (0 rows when none)"),
-        DatasetSpec("uv", "float64", (2,), True, 16384, "gzip", "[0,1], u right, v up", "texture coordinates"),
-        DatasetSpec("face_uv", "int32", (3,), True, 16384, "gzip", "uv index", "per-corner indices into uv (0 rows when no uv)"),
-        DatasetSpec("texture_png", "uint8", (), True, 1 << 20, None, "PNG bytes", "texture image encoded losslessly as PNG (0 bytes when none)"),
-        DatasetSpec("landmarks", "float64", (3,), True, 256, "gzip", "mm", "3-D landmarks from the dataset's file"),
-        DatasetSpec("landmark_names", STR, (), True, 256, "gzip", "", "name of each 3-D landmark"),
-        DatasetSpec("landmark_vertex", "int64", (), True, 256, "gzip", "vertex index or -1", "vertex each 3-D landmark names, -1 when none"),
-        DatasetSpec("landmarks2d", "float64", (2,), True, 256, "gzip", "pixel, x right y down, on the texture", "2-D landmarks from the dataset's file"),
-        DatasetSpec("landmark2d_names", STR, (), True, 256, "gzip", "", "name of each 2-D landmark"),
-        DatasetSpec("grid_index", "int64", (), True, 16384, "gzip", "row-major cell index", "range-image cell of each vertex (0 rows when not a grid)"),
-        DatasetSpec("grid_shape", "int64", (2,), False, 1, "gzip", "cells", "(rows, cols) of the range image; (0, 0) when not a grid"),
-        DatasetSpec("landmark_provenance", STR, (), False, 1, "gzip", "", "provenance of the 3-D landmarks ('' when none)"),
+    "Every raw 3-D scan as read by preprocess.io: mesh in the scan's own frame, colour, texture, landmarks.",
+    MESH_DATASETS + (
+        _ds("grid_index", "int64", (), True, 16384, "gzip", "row-major cell index", "range-image cell of each vertex (0 rows when not a grid)"),
+        _ds("grid_shape", "int64", (2,), False, 1, "gzip", "cells", "(rows, cols) of the range image; (0, 0) when not a grid"),
+        _ds("landmark_provenance", STR, (), False, 1, "gzip", "", "provenance of the 3-D landmarks ('' when none)"),
     ),
+)
+
+REGISTERED_MESH = StoreSchema(
+    "registered_mesh", 1,
+    "Scans rigidly registered to the landmark template (Arun SVD): canonical frame, mm, face along +Z, +Y up.",
+    MESH_DATASETS + (
+        _ds("landmark_provenance", STR, (), False, 1, "gzip", "", "provenance of the landmarks the fit used"),
+        _ds("rotation", "float64", (3, 3), False, 1, "gzip", "", "R of p_canonical = R p_raw + t"),
+        _ds("translation", "float64", (3,), False, 1, "gzip", "mm", "t of p_canonical = R p_raw + t"),
+        _ds("rmse_mm", "float64", (), False, 1, "gzip", "mm", "RMS landmark residual of the fit"),
+        _ds("n_landmarks_used", "int64", (), False, 1, "gzip", "", "landmarks matched to the template"),
+    ),
+)
+
+FACE_MESH = StoreSchema(
+    "face_mesh", 1,
+    "Registered scans cropped by a sphere around the nose tip; canonical frame shifted so the nose tip is the origin.",
+    MESH_DATASETS + (
+        _ds("nose_tip", "float64", (3,), False, 1, "gzip", "mm", "nose tip in the registered frame (before the shift)"),
+        _ds("nose_method", STR, (), False, 1, "gzip", "", "how the nose tip was found"),
+        _ds("source_vertex", "int64", (), True, 16384, "gzip", "vertex index", "index of each kept vertex in the registered mesh"),
+    ),
+)
+
+# Written into every maps shard as JSON, so a plain h5py user knows what each channel is.
+_MAP_ATTRS = {"channels": json.dumps(list(CHANNELS)),
+              "normalisation": json.dumps(CHANNEL_NORMALISATION, sort_keys=True)}
+
+_MAP_COMMON = (
+    _ds("valid", "bool", ("H", "W"), False, 1, "gzip", "", "pixel hit the face"),
+    _ds("landmarks68_px", "float32", (68, 2), False, 1, "gzip", "pixel, x right y down", "iBUG-68 landmarks projected onto the maps (0 where absent)"),
+    _ds("landmarks68_present", "bool", (68,), False, 1, "gzip", "", "which iBUG-68 landmarks the scan has"),
+    _ds("pixel_size_mm", "float64", (), False, 1, "gzip", "mm/pixel", "side of one pixel"),
+    _ds("extent_mm", "float64", (4,), False, 1, "gzip", "mm", "xmin, xmax, ymin, ymax of the image (outer edges)"),
+)
+
+MAPS = StoreSchema(
+    "maps", 1,
+    "AMDFN attribute maps rendered orthographically from the cropped face (channels and normalisation in attrs).",
+    (
+        _ds("maps", "float32", (8, "H", "W"), False, 1, "gzip", "[0,1], see attrs", "Nx, Ny, Nz, D, C, R, G, B"),
+        _ds("depth_mm", "float32", ("H", "W"), False, 1, "gzip", "mm", "z of the first hit (nose tip = 0), 0 off the face"),
+        _ds("depth_range_mm", "float64", (), False, 1, "gzip", "mm", "depth behind the nose tip that maps to D = 0"),
+    ) + _MAP_COMMON,
+    attrs=_MAP_ATTRS,
+)
+
+MAPS_CLEAN = StoreSchema(
+    "maps_clean", 1,
+    "Attribute maps after FFNet-M depth cleaning (outliers, holes, 3x3 Gaussian) with normals recomputed from the depth.",
+    (
+        _ds("maps", "float32", (8, "H", "W"), False, 1, "gzip", "[0,1], see attrs", "Nx, Ny, Nz, D from the cleaned depth; C, R, G, B as rendered"),
+        _ds("depth_mm", "float32", ("H", "W"), False, 1, "gzip", "mm", "cleaned depth (nose tip = 0), 0 off the face"),
+        _ds("n_outliers", "int64", (), False, 1, "gzip", "pixels", "outliers removed"),
+        _ds("n_filled", "int64", (), False, 1, "gzip", "pixels", "hole pixels filled"),
+    ) + _MAP_COMMON,
+    attrs=_MAP_ATTRS,
 )
 
 RAW_FRAMES = StoreSchema(
@@ -117,7 +187,8 @@ RAW_FRAMES = StoreSchema(
     ),
 )
 
-SCHEMAS: Mapping[str, StoreSchema] = MappingProxyType({s.name: s for s in (RAW_MESH, RAW_FRAMES)})
+SCHEMAS: Mapping[str, StoreSchema] = MappingProxyType({s.name: s for s in (
+    RAW_MESH, RAW_FRAMES, REGISTERED_MESH, FACE_MESH, MAPS, MAPS_CLEAN)})
 
 
 def get_schema(name: str) -> StoreSchema:
@@ -132,6 +203,6 @@ def schemas_json() -> str:
     doc = {
         "item_fields": [asdict(d) for d in ITEM_FIELDS],
         "required_attrs": dict(REQUIRED_ATTRS),
-        "schemas": {n: {**asdict(s), "attrs": dict(s.attrs)} for n, s in sorted(SCHEMAS.items())},
+        "schemas": {n: {**asdict(s), "attrs": {k: s.attrs[k] for k in sorted(s.attrs)}} for n, s in sorted(SCHEMAS.items())},
     }
     return json.dumps(doc, indent=1, sort_keys=True) + "\n"

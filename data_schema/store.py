@@ -176,6 +176,8 @@ def write_shard(path: str | os.PathLike, schema: StoreSchema, items: Sequence[It
             h5.attrs["params"] = json.dumps(params, sort_keys=True)
             h5.attrs["stage"] = stage
             h5.attrs["n_items"] = len(items)
+            for k in sorted(schema.attrs):
+                h5.attrs[k] = schema.attrs[k]
             for spec in ITEM_FIELDS:
                 attr = spec.name.split("/", 1)[1]
                 vals = [getattr(r.meta, attr) for r in items]
@@ -317,8 +319,7 @@ class Store:
             file, i = self._where[key]
         except KeyError:
             raise KeyError(f"{self.root}: no item {key!r}") from None
-        with h5py.File(self.root / file, "r") as h5:
-            return _read_item(h5, self.schema, i)
+        return read_shard_item(self.root / file, self.schema, i)
 
     def iter_items(self) -> Iterator[tuple[ItemMeta, dict[str, np.ndarray]]]:
         """Every item, shard by shard, in index order (one shard open at a time)."""
@@ -326,6 +327,13 @@ class Store:
             with h5py.File(self.root / sh["file"], "r") as h5:
                 for i in range(len(sh["items"])):
                     yield _read_item(h5, self.schema, i)
+
+
+def read_shard_item(path: str | os.PathLike, schema: StoreSchema, i: int) -> tuple[ItemMeta, dict[str, np.ndarray]]:
+    """Item ``i`` of one shard, without validating the whole store (for workers that
+    were handed a shard that the main process already validated)."""
+    with h5py.File(path, "r") as h5:
+        return _read_item(h5, schema, i)
 
 
 def _decode(spec_dtype: str, value):

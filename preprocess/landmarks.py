@@ -1,0 +1,594 @@
+"""2-D facial landmarks in iBUG-68 order from three sources: dlib, MediaPipe and files.
+
+Every backend answers with a :class:`LandmarkResult`: ``points (68, 2) float64`` pixels
+(x right, y down, pixel centres at integer coordinates, the dlib/OpenCV convention), in
+iBUG-68 order (0-based), with the provenance of the result and of each point.  "No
+face" is a result (``found=False`` with a reason), never an exception; an image that is
+not an image (wrong dtype, shape, empty) raises :class:`~data_schema.errors.InputError`.
+
+Backends
+--------
+* ``detect_landmarks(image, "dlib")``: dlib's HOG frontal-face detector, then (only when
+  HOG finds nothing) dlib's MMOD CNN detector, then the 68-point shape predictor.  The
+  ``.dat`` model files come from the ``face_recognition_models`` package, located with
+  ``importlib.util.find_spec`` (importing that package would need ``pkg_resources``).
+  Models load once per process (lazy module-level cache: dask workers call this for
+  every frame); calls into dlib are serialised by a lock because dlib's detector
+  objects are not documented as thread-safe.
+* ``detect_landmarks(image, "mediapipe")``: MediaPipe face mesh (``mp.solutions``).
+  Only mediapipe <= 0.10.21 bundles the model, and it pins numpy < 2, so it runs in a
+  separate interpreter (``$FERMAPS_MEDIAPIPE_PYTHON``, default ``.venv-mediapipe`` at
+  the repository root, made by ``make mediapipe``).  One long-lived worker process per
+  interpreter answers requests: the image goes in as a temporary ``.npy`` file (read
+  with ``allow_pickle=False``), the 468 mesh vertices come back as one JSON line;
+  :func:`preprocess.mediapipe_map.map_468_to_68` turns them into iBUG-68.  Without
+  that interpreter the backend answers ``found=False``, reason "mediapipe backend not
+  installed (make mediapipe)".
+* :func:`landmarks_from_scan` / :func:`landmarks_from_file`: landmarks a dataset ships
+  (Bosphorus ``.lm2``, CK+ files which are already iBUG-68), renamed to iBUG-68 with
+  :func:`preprocess.landmark_names.ibug_index`.  A file rarely has all 68 points:
+  the result carries a ``present (68,) bool`` mask and the missing rows hold 0.0
+  (never NaN).
+
+Choosing among several faces (``select``): ``"largest"`` takes the largest detection
+box, and among boxes within 10 % of the largest area the one with the highest detector
+score (dlib's HOG finds a false 89 px "face" next to the real 90 px one in
+``astronaut()`` at upsample 1: area alone is a coin toss there); ``"center"`` takes the
+box whose centre is nearest the image centre; an ``(x, y)`` hint takes the box whose
+centre is nearest that pixel.
+
+Why by hand: the backend plumbing (model lookup and caching, the out-of-process
+MediaPipe worker, face selection, renaming file landmarks) is glue no library offers;
+the detection itself is dlib's and MediaPipe's.
+"""
+from __future__ import annotations
+
+import atexit
+import functools
+import importlib.util
+import json
+import math
+import os
+import select as _select_mod
+import subprocess
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from data_schema.errors import InputError
+from preprocess.mediapipe_map import N_MESH, map_468_to_68, mesh_vertices_of
+from preprocess.scan import Landmarks, Scan
+
+N_POINTS = 68
+#: The 51 "inner" iBUG points (brows, nose, eyes, mouth): FFNet-M's salient regions.
+INNER51: tuple[int, ...] = tuple(range(17, 68))
+BACKENDS = ("dlib", "mediapipe")
+
+#: Environment variable naming the interpreter that has mediapipe 0.10.21.
+MEDIAPIPE_PYTHON_ENV = "FERMAPS_MEDIAPIPE_PYTHON"
+MEDIAPIPE_NOT_INSTALLED = "mediapipe backend not installed (make mediapipe)"
+_DEFAULT_MEDIAPIPE_PYTHON = (Path(__file__).resolve().parents[1] / ".venv-mediapipe"
+                             / "bin" / "python")
+#: Seconds the MediaPipe worker may take for one answer (the first includes its start,
+#: ~2 s here).
+MEDIAPIPE_TIMEOUT_S = 120.0
+_MEDIAPIPE_MAX_FACES = 4
+
+# Boxes whose area is within this fraction of the largest count as "equally large".
+_LARGEST_TIE = 0.9
+#: Largest image dlib may search after upsampling, pixels (each upsample step is 4x the
+#: pixels; a stray large upsample would otherwise exhaust memory inside dlib).
+MAX_UPSAMPLED_PIXELS = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class LandmarkResult:
+    """Landmarks of one face in one image (or from one file).
+
+    points : (68, 2) float64 pixels, x right, y down, pixel centres at integer
+        coordinates, iBUG-68 order; None when not found.  Never NaN: rows where
+        ``present`` is False hold 0.0.
+    found : bool, a face (or at least one file point) was found.
+    provenance : ``"dlib"``, ``"dlib-mmod"``, ``"mediapipe"`` or the file's
+        provenance (``"file:lm2"``, ``"file:ckplus"``, ...).
+    confidence : float, the detector's score for the chosen face: dlib HOG SVM margin
+        (> 0, typically 0-3), dlib MMOD confidence, MediaPipe face-detection score in
+        [0, 1] (0.0 when MediaPipe's detector did not see the face its mesh found);
+        1.0 for file landmarks; 0.0 when not found.
+    box : (4,) float64 ``(x0, y0, x1, y1)`` pixels of the face box (detector box; for
+        files, the bounding box of the present points), or None.
+    point_provenance : 68 strings saying where each point came from (``"dlib"``,
+        ``"mediapipe:4"``, ``"mediapipe:70+46"``, ``"file:lm2:Nose tip"``, ``""`` for a
+        missing point); ``()`` when not found.
+    present : (68,) bool, which points exist (all True for detectors, all False when
+        not found).
+    reason : why nothing was found ('' when found).
+    n_faces : how many faces the detector saw before ``select`` chose one.
+    """
+
+    points: np.ndarray | None
+    found: bool
+    provenance: str
+    confidence: float
+    box: np.ndarray | None
+    point_provenance: tuple[str, ...]
+    present: np.ndarray
+    reason: str = ""
+    n_faces: int = 0
+
+    @property
+    def inner51(self) -> np.ndarray | None:
+        """(51, 2) float64, the inner points (:data:`INNER51`), or None."""
+        return None if self.points is None else inner51(self.points)
+
+
+def _not_found(provenance: str, reason: str, n_faces: int = 0) -> LandmarkResult:
+    return LandmarkResult(None, False, provenance, 0.0, None, (),
+                          np.zeros(N_POINTS, dtype=bool), reason, n_faces)
+
+
+def inner51(points68: np.ndarray) -> np.ndarray:
+    """The 51 inner points (iBUG 17..67: brows, nose, eyes, mouth).
+
+    points68 : (68, D) float.  Returns (51, D) float64 (a copy).
+    """
+    p = np.asarray(points68, dtype=np.float64)
+    if p.ndim != 2 or p.shape[0] != N_POINTS:
+        raise ValueError(f"expected (68, D) landmarks, got {p.shape}")
+    return p[list(INNER51)].copy()
+
+
+def normalised_mean_error(points: np.ndarray, reference: np.ndarray) -> float:
+    """Mean point-to-point distance between two (68, 2) landmark sets divided by the
+    reference's outer-eye-corner distance (iBUG 36-45), the usual 300-W NME.
+
+    Returns a float (unitless).  Raises ValueError for other shapes or coincident
+    reference eye corners.
+    """
+    p = np.asarray(points, dtype=np.float64)
+    r = np.asarray(reference, dtype=np.float64)
+    if p.shape != (N_POINTS, 2) or r.shape != (N_POINTS, 2):
+        raise ValueError(f"expected two (68, 2) landmark sets, got {p.shape} and {r.shape}")
+    iod = float(np.hypot(*(r[45] - r[36])))
+    if not iod > 0:
+        raise ValueError("reference outer eye corners coincide")
+    return float(np.hypot(*(p - r).T).mean() / iod)
+
+
+# ---------------------------------------------------------------- image checks
+
+def _as_image(image) -> np.ndarray:
+    """A C-contiguous (H, W) or (H, W, 3) uint8 array, or InputError."""
+    a = np.asarray(image)
+    if a.dtype != np.uint8:
+        raise InputError("image", f"expected uint8 pixels, got {a.dtype}")
+    if not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] == 3)):
+        raise InputError("image", f"expected an (H, W, 3) RGB or (H, W) gray image, "
+                                  f"got shape {a.shape}")
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        raise InputError("image", f"empty image: shape {a.shape}")
+    return np.ascontiguousarray(a)
+
+
+def _check_select(select) -> str | tuple[float, float]:
+    if isinstance(select, str):
+        if select not in ("largest", "center"):
+            raise ValueError(f"select must be 'largest', 'center' or an (x, y) hint, "
+                             f"got {select!r}")
+        return select
+    try:
+        x, y = (float(v) for v in select)
+    except (TypeError, ValueError):
+        raise ValueError(f"select must be 'largest', 'center' or an (x, y) hint, "
+                         f"got {select!r}") from None
+    if not (math.isfinite(x) and math.isfinite(y)):
+        raise ValueError(f"select hint must be finite, got {select!r}")
+    return (x, y)
+
+
+def _choose(boxes: np.ndarray, scores: np.ndarray, select, shape) -> int:
+    """Index of the face ``select`` picks; boxes (N, 4) x0 y0 x1 y1, scores (N,)."""
+    if len(boxes) == 1:
+        return 0
+    if select == "largest":
+        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        near = np.flatnonzero(area >= _LARGEST_TIE * area.max())
+        return int(near[np.argmax(scores[near])])
+    if select == "center":
+        target = np.array([(shape[1] - 1) / 2.0, (shape[0] - 1) / 2.0])
+    else:
+        target = np.asarray(select, dtype=np.float64)
+    centres = 0.5 * (boxes[:, :2] + boxes[:, 2:])
+    return int(np.argmin(np.hypot(*(centres - target).T)))
+
+
+# ---------------------------------------------------------------- dlib
+
+def dlib_model_dir() -> Path:
+    """Folder of the dlib ``.dat`` models shipped by ``face_recognition_models``.
+
+    Found with ``importlib.util.find_spec`` (no import: the package's ``__init__``
+    needs ``pkg_resources``).  Raises FileNotFoundError when the package is missing.
+    """
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the dlib landmark models are missing: install the "
+                                "'face-recognition-models' package (see requirements.lock)")
+    return Path(list(spec.submodule_search_locations)[0]) / "models"
+
+
+def _model_file(name: str) -> str:
+    path = dlib_model_dir() / name
+    if not path.is_file():
+        raise FileNotFoundError(f"dlib model file {path} is missing: reinstall "
+                                f"'face-recognition-models'")
+    return str(path)
+
+
+@functools.lru_cache(maxsize=1)
+def _dlib_hog_and_predictor():
+    import dlib
+    return (dlib.get_frontal_face_detector(),
+            dlib.shape_predictor(_model_file("shape_predictor_68_face_landmarks.dat")))
+
+
+@functools.lru_cache(maxsize=1)
+def _dlib_mmod():
+    import dlib
+    return dlib.cnn_face_detection_model_v1(_model_file("mmod_human_face_detector.dat"))
+
+
+_DLIB_LOCK = threading.Lock()
+
+
+def _rect_box(r) -> list[float]:
+    return [float(r.left()), float(r.top()), float(r.right()), float(r.bottom())]
+
+
+def _detect_dlib(img: np.ndarray, upsample: int, select, mmod_fallback: bool) -> LandmarkResult:
+    with _DLIB_LOCK:
+        hog, predictor = _dlib_hog_and_predictor()
+        rects, scores, _ = hog.run(img, upsample, 0.0)
+        provenance = "dlib"
+        if len(rects) == 0 and mmod_fallback:
+            found = _dlib_mmod()(img, upsample)
+            rects = [d.rect for d in found]
+            scores = [d.confidence for d in found]
+            provenance = "dlib-mmod"
+        if len(rects) == 0:
+            tried = "HOG and MMOD detectors" if mmod_fallback else "HOG detector"
+            return _not_found("dlib", f"no face found by dlib's {tried} "
+                                      f"(upsample {upsample}, image {img.shape[1]}x{img.shape[0]})")
+        boxes = np.array([_rect_box(r) for r in rects], dtype=np.float64)
+        scores = np.asarray(scores, dtype=np.float64)
+        k = _choose(boxes, scores, select, img.shape)
+        shape = predictor(img, rects[k])
+    pts = np.array([(shape.part(i).x, shape.part(i).y) for i in range(shape.num_parts)],
+                   dtype=np.float64)
+    return LandmarkResult(pts, True, provenance, float(scores[k]), boxes[k],
+                          (provenance,) * N_POINTS, np.ones(N_POINTS, dtype=bool),
+                          "", len(rects))
+
+
+# ---------------------------------------------------------------- mediapipe
+
+# Runs inside the mediapipe interpreter (numpy 1.x, no fermaps on its path).  Protocol:
+# one JSON request per stdin line {"path": .npy, "max_faces": k}; one JSON answer per
+# line on the original stdout, which is kept private so that anything mediapipe prints
+# goes to stderr and cannot corrupt the answers.
+_MEDIAPIPE_WORKER = r'''
+import json, os, sys
+out = os.fdopen(os.dup(1), "w")
+os.dup2(2, 1)
+import numpy as np
+import mediapipe as mp
+meshes = {}
+detector = mp.solutions.face_detection.FaceDetection(model_selection=1,
+                                                     min_detection_confidence=0.5)
+out.write(json.dumps({"ready": mp.__version__}) + "\n")
+out.flush()
+for line in sys.stdin:
+    try:
+        req = json.loads(line)
+        img = np.load(req["path"], allow_pickle=False)
+        k = int(req["max_faces"])
+        if k not in meshes:
+            meshes[k] = mp.solutions.face_mesh.FaceMesh(
+                static_image_mode=True, max_num_faces=k, refine_landmarks=False,
+                min_detection_confidence=0.5)
+        h, w = img.shape[:2]
+        faces = []
+        for f in meshes[k].process(img).multi_face_landmarks or []:
+            faces.append([[p.x * w - 0.5, p.y * h - 0.5, p.z * w] for p in f.landmark])
+        dets = []
+        for d in detector.process(img).detections or []:
+            b = d.location_data.relative_bounding_box
+            dets.append({"score": float(d.score[0]),
+                         "box": [b.xmin * w - 0.5, b.ymin * h - 0.5,
+                                 (b.xmin + b.width) * w - 0.5, (b.ymin + b.height) * h - 0.5]})
+        answer = {"faces": faces, "detections": dets}
+    except Exception as e:
+        answer = {"error": type(e).__name__ + ": " + str(e)}
+    out.write(json.dumps(answer) + "\n")
+    out.flush()
+# stdin closed: the owner is done or gone (a pool child exits without atexit), so tidy
+# the private temporary folder (the working directory) here as well.
+for name in ("image.npy", "stderr.txt"):
+    try:
+        os.remove(name)
+    except OSError:
+        pass
+try:
+    os.rmdir(os.getcwd())
+except OSError:
+    pass
+'''
+
+
+def mediapipe_python() -> Path | None:
+    """The interpreter that runs the MediaPipe worker: ``$FERMAPS_MEDIAPIPE_PYTHON`` if
+    set, else ``.venv-mediapipe/bin/python`` at the repository root; None when that
+    file does not exist or is not executable."""
+    env = os.environ.get(MEDIAPIPE_PYTHON_ENV)
+    path = Path(env) if env else _DEFAULT_MEDIAPIPE_PYTHON
+    return path if path.is_file() and os.access(path, os.X_OK) else None
+
+
+class _WorkerError(Exception):
+    """The MediaPipe worker could not answer (reason in the message)."""
+
+
+class _MediapipeWorker:
+    """One long-lived MediaPipe process; requests are serialised by a lock."""
+
+    def __init__(self, python: Path):
+        self.lock = threading.Lock()
+        self.owner = os.getpid()  # a forked child must not share (or kill) it
+        self.tmp = tempfile.mkdtemp(prefix="fermaps-mediapipe-")
+        self.err = open(os.path.join(self.tmp, "stderr.txt"), "w+b")
+        env = dict(os.environ, GLOG_minloglevel="2", TF_CPP_MIN_LOG_LEVEL="2")
+        # -I: isolated mode, so the main environment's PYTHONPATH/site cannot leak in.
+        self.proc = subprocess.Popen([str(python), "-I", "-c", _MEDIAPIPE_WORKER],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.err, env=env, cwd=self.tmp)
+        try:
+            ready = self._read_answer()
+            if "ready" not in ready:
+                raise _WorkerError(f"mediapipe worker did not start: {ready}")
+        except _WorkerError:
+            self.close()
+            raise
+
+    def _stderr_tail(self) -> str:
+        self.err.flush()
+        self.err.seek(0)
+        lines = self.err.read().decode("utf-8", "replace").strip().splitlines()
+        return lines[-1] if lines else ""
+
+    def _read_answer(self) -> dict:
+        ready, _, _ = _select_mod.select([self.proc.stdout], [], [], MEDIAPIPE_TIMEOUT_S)
+        if not ready:
+            self.close()
+            raise _WorkerError(f"mediapipe worker gave no answer in {MEDIAPIPE_TIMEOUT_S:.0f} s")
+        line = self.proc.stdout.readline()
+        if not line:
+            code = self.proc.wait()
+            raise _WorkerError(f"mediapipe worker exited with code {code}: {self._stderr_tail()}")
+        try:
+            answer = json.loads(line)
+        except json.JSONDecodeError:
+            raise _WorkerError("mediapipe worker sent a line that is not JSON") from None
+        if not isinstance(answer, dict):
+            raise _WorkerError("mediapipe worker sent a malformed answer")
+        return answer
+
+    def request(self, image: np.ndarray, max_faces: int) -> dict:
+        path = os.path.join(self.tmp, "image.npy")
+        np.save(path, image, allow_pickle=False)
+        try:
+            self.proc.stdin.write((json.dumps({"path": path, "max_faces": max_faces})
+                                   + "\n").encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise _WorkerError(f"mediapipe worker is gone: {self._stderr_tail()}") from None
+        return self._read_answer()
+
+    def alive(self) -> bool:
+        return self.owner == os.getpid() and self.proc.poll() is None
+
+    def close(self) -> None:
+        if self.owner != os.getpid():
+            return
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()
+                self.proc.wait(timeout=5)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+        self.err.close()
+        for name in ("image.npy", "stderr.txt"):
+            try:
+                os.remove(os.path.join(self.tmp, name))
+            except OSError:
+                pass
+        try:
+            os.rmdir(self.tmp)
+        except OSError:
+            pass
+
+
+_MP_WORKERS: dict[str, _MediapipeWorker] = {}
+_MP_WORKERS_LOCK = threading.Lock()
+
+
+def _mediapipe_worker(python: Path) -> _MediapipeWorker:
+    with _MP_WORKERS_LOCK:
+        w = _MP_WORKERS.get(str(python))
+        if w is None or not w.alive():
+            w = _MediapipeWorker(python)
+            _MP_WORKERS[str(python)] = w
+        return w
+
+
+@atexit.register
+def close_mediapipe_workers() -> None:
+    """Stop every MediaPipe worker this process started (also run at exit)."""
+    with _MP_WORKERS_LOCK:
+        for w in _MP_WORKERS.values():
+            w.close()
+        _MP_WORKERS.clear()
+
+
+def _mesh_array(face) -> np.ndarray | None:
+    try:
+        m = np.asarray(face, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    ok = m.ndim == 2 and m.shape[0] in (N_MESH, N_MESH + 10) and m.shape[1] == 3
+    return m if ok and np.isfinite(m).all() else None
+
+
+def _detect_mediapipe(img: np.ndarray, select) -> LandmarkResult:
+    python = mediapipe_python()
+    if python is None:
+        return _not_found("mediapipe", MEDIAPIPE_NOT_INSTALLED)
+    rgb = np.repeat(img[:, :, None], 3, axis=2) if img.ndim == 2 else img
+    try:
+        worker = _mediapipe_worker(python)
+        with worker.lock:
+            answer = worker.request(rgb, _MEDIAPIPE_MAX_FACES)
+    except (_WorkerError, OSError) as e:
+        return _not_found("mediapipe", f"mediapipe worker failed: {e}")
+    if "error" in answer:
+        return _not_found("mediapipe", f"mediapipe worker error: {answer['error']}")
+    meshes = [_mesh_array(f) for f in answer.get("faces", [])]
+    if any(m is None for m in meshes):
+        return _not_found("mediapipe", "mediapipe worker returned a malformed or "
+                                       "non-finite face mesh")
+    if not meshes:
+        return _not_found("mediapipe", f"no face found by MediaPipe face mesh "
+                                       f"(image {img.shape[1]}x{img.shape[0]})")
+    boxes = np.array([[m[:N_MESH, 0].min(), m[:N_MESH, 1].min(),
+                       m[:N_MESH, 0].max(), m[:N_MESH, 1].max()] for m in meshes])
+    points = [map_468_to_68(m[:, :2]) for m in meshes]
+    scores, det_boxes = _match_detections(points, answer.get("detections", []))
+    k = _choose(boxes, scores, select, img.shape)
+    box = det_boxes[k] if det_boxes[k] is not None else boxes[k]
+    prov = tuple("mediapipe:" + "+".join(str(v) for v in mesh_vertices_of(i))
+                 for i in range(N_POINTS))
+    return LandmarkResult(points[k], True, "mediapipe", float(scores[k]), box, prov,
+                          np.ones(N_POINTS, dtype=bool), "", len(meshes))
+
+
+def _match_detections(points: list[np.ndarray], dets) -> tuple[np.ndarray, list]:
+    """Score and box of the MediaPipe detection whose box holds each face's nose tip
+    (iBUG 30); 0.0 and None for a face no detection holds."""
+    scores = np.zeros(len(points))
+    boxes: list = [None] * len(points)
+    dets = dets if isinstance(dets, list) else []
+    for i, p in enumerate(points):
+        x, y = p[30]
+        for d in dets:
+            try:
+                b = np.asarray(d["box"], dtype=np.float64)
+                s = float(d["score"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            if (b.shape == (4,) and np.isfinite(b).all() and math.isfinite(s)
+                    and b[0] <= x <= b[2] and b[1] <= y <= b[3] and s > scores[i]):
+                scores[i], boxes[i] = s, b
+    return scores, boxes
+
+
+# ---------------------------------------------------------------- public entry
+
+def detect_landmarks(image: np.ndarray, backend: str = "dlib", *, upsample: int = 1,
+                     select: str | tuple[float, float] = "largest",
+                     mmod_fallback: bool = True) -> LandmarkResult:
+    """Find one face in an image and its 68 iBUG landmarks.
+
+    image : (H, W, 3) uint8 RGB or (H, W) uint8 gray.
+    backend : ``"dlib"`` (HOG, then MMOD CNN when HOG finds nothing, then the 68-point
+        predictor) or ``"mediapipe"`` (face mesh in its own interpreter, mapped to 68).
+    upsample : dlib only: times the image is doubled before detection (0, 1, 2...);
+        each step finds faces half as large at ~4x the time; H * W * 4**upsample
+        must stay <= MAX_UPSAMPLED_PIXELS (32 Mi).
+    select : which face when there are several: ``"largest"``, ``"center"`` or an
+        ``(x, y)`` pixel hint (see the module docstring).
+    mmod_fallback : dlib only: run the MMOD CNN detector when HOG finds nothing
+        (~1.2 s for a 512x512 image at upsample 0 on 2 cores, ~4x per upsample step).
+    Returns a :class:`LandmarkResult` (``found=False`` with a reason when there is no
+    face).  Raises InputError for an image that is not (H, W[, 3]) uint8, ValueError
+    for an unknown backend, a negative or too large upsample or a bad ``select``.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown landmark backend {backend!r}; expected one of {BACKENDS}")
+    if isinstance(upsample, bool) or not isinstance(upsample, (int, np.integer)) or upsample < 0:
+        raise ValueError(f"upsample must be an integer >= 0, got {upsample!r}")
+    img = _as_image(image)
+    sel = _check_select(select)
+    if backend == "dlib":
+        if img.shape[0] * img.shape[1] * 4 ** int(upsample) > MAX_UPSAMPLED_PIXELS:
+            raise ValueError(f"upsample {upsample} would make the {img.shape[1]}x"
+                             f"{img.shape[0]} image larger than {MAX_UPSAMPLED_PIXELS} "
+                             f"pixels; use a smaller upsample")
+        return _detect_dlib(img, int(upsample), sel, mmod_fallback)
+    return _detect_mediapipe(img, sel)
+
+
+# ---------------------------------------------------------------- files
+
+def landmarks_from_file(landmarks: Landmarks, source: str = "") -> LandmarkResult:
+    """Dataset landmarks (2-D pixels) renamed into iBUG-68 order.
+
+    landmarks : Landmarks with (L, 2) float64 pixel points; names are iBUG names
+        (``"ibug_<k>"``, e.g. CK+ files), Bosphorus labels or ``"bnd_<k>"``; names
+        without an iBUG counterpart are dropped.
+    source : file or item id used in error messages.
+    Returns a LandmarkResult with ``points (68, 2)``, ``present (68,) bool`` (missing
+    rows hold 0.0, never NaN), ``provenance`` = the file's, confidence 1.0, ``box`` =
+    bounding box of the present points; ``found=False`` when no name maps to iBUG.
+    Raises InputError for non-2-D points, NaN/inf coordinates or two names mapping to
+    the same iBUG point.
+    """
+    from preprocess.landmark_names import ibug_index
+
+    where = source or landmarks.provenance
+    pts = np.asarray(landmarks.points, dtype=np.float64)
+    if pts.ndim != 2 or pts.shape[1] != 2:
+        raise InputError(where, f"expected (L, 2) pixel landmarks, got shape {pts.shape}")
+    if not np.isfinite(pts).all():
+        raise InputError(where, "NaN or infinite landmark coordinates")
+    out = np.zeros((N_POINTS, 2), dtype=np.float64)
+    present = np.zeros(N_POINTS, dtype=bool)
+    prov = [""] * N_POINTS
+    for name, p in zip(landmarks.names, pts):
+        k = ibug_index(name)
+        if k is None:
+            continue
+        if present[k]:
+            raise InputError(where, f"two landmarks map to iBUG point {k}: "
+                                    f"{prov[k].rsplit(':', 1)[-1]!r} and {name!r}")
+        out[k], present[k] = p, True
+        prov[k] = f"{landmarks.provenance}:{name}"
+    if not present.any():
+        return _not_found(landmarks.provenance, f"none of the {len(pts)} landmarks has an "
+                                                f"iBUG-68 counterpart")
+    q = out[present]
+    box = np.array([*q.min(axis=0), *q.max(axis=0)])
+    return LandmarkResult(out, True, landmarks.provenance, 1.0, box, tuple(prov), present,
+                          "", 1)
+
+
+def landmarks_from_scan(scan: Scan) -> LandmarkResult:
+    """The scan's own 2-D landmarks (``scan.landmarks2d``, e.g. Bosphorus ``.lm2``,
+    pixels of the scan's texture) in iBUG-68 order; see :func:`landmarks_from_file`.
+    ``found=False`` when the scan has no 2-D landmarks.
+    """
+    if scan.landmarks2d is None:
+        return _not_found("file", "the scan has no 2-D landmark file (.lm2)")
+    return landmarks_from_file(scan.landmarks2d, source=scan.ids.source)
