@@ -131,12 +131,15 @@ class CleanParams:
     sigma_floor_mm : floor on that sigma, mm, so flat noisy patches are not all outliers.
     fill_radius : hole filling interpolates from valid pixels within this many pixels.
     gaussian_sigma : sigma of the 3x3 Gaussian, pixels (1).
+    outlier_passes : outlier removal repeats until nothing is found, at most this many
+        times (the paper: 1).
     """
 
     outlier_k: float = 0.6
     sigma_floor_mm: float = 0.5
     fill_radius: int = 3
     gaussian_sigma: float = 1.0
+    outlier_passes: int = 3
 
 
 @dataclass(frozen=True)

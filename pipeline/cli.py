@@ -9,6 +9,35 @@ from data_schema.errors import FermapsError
 from data_schema.params import load_params
 
 
+CHAIN_DEFAULTS = {
+    "register": ("data/stores/raw_mesh", "data/stores/registered_mesh"),
+    "crop": ("data/stores/registered_mesh", "data/stores/face_mesh"),
+    "render": ("data/stores/face_mesh", "data/stores/maps"),
+    "clean": ("data/stores/maps", "data/stores/maps_clean"),
+}
+CHAIN_HELP = {
+    "register": "raw_mesh -> registered_mesh (Arun SVD fit of the landmarks to the template)",
+    "crop": "registered_mesh -> face_mesh (nose tip, sphere crop)",
+    "render": "face_mesh -> maps (normals, cubic-fit shape index, 8 attribute maps)",
+    "clean": "maps -> maps_clean (FFNet-M depth cleaning, normals from depth)",
+}
+
+
+def _exec_args(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--workers", type=int, help="local dask worker processes (overrides params)")
+    s.add_argument("--scheduler", help="address of a dask.distributed scheduler (overrides params)")
+
+
+def _with_exec(section, args):
+    import dataclasses
+
+    if getattr(args, "workers", None) is not None:
+        section = dataclasses.replace(section, workers=args.workers)
+    if getattr(args, "scheduler", None) is not None:
+        section = dataclasses.replace(section, scheduler=args.scheduler)
+    return section
+
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="fermaps", description="FER preprocessing pipeline")
     ap.add_argument("--params", default="params.yaml", help="parameters file (default params.yaml)")
@@ -21,8 +50,23 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--raw", default="data/raw")
     s.add_argument("--mesh-out", default="data/stores/raw_mesh")
     s.add_argument("--frames-out", default="data/stores/raw_frames")
-    s.add_argument("--workers", type=int, help="local dask worker processes (overrides params)")
-    s.add_argument("--scheduler", help="address of a dask.distributed scheduler (overrides params)")
+    _exec_args(s)
+
+    for name, (src, dst) in CHAIN_DEFAULTS.items():
+        s = sub.add_parser(name, help=CHAIN_HELP[name])
+        s.add_argument("--in", dest="inp", default=src)
+        s.add_argument("--out", default=dst)
+        _exec_args(s)
+
+    s = sub.add_parser("maps", help="the whole 3-D chain on scan files -> OUT/maps and OUT/maps_clean stores")
+    s.add_argument("scans", nargs="+", help="scan files (.bnt, .wrl, .obj, .abs, .ply); landmark and texture files are picked up beside them")
+    s.add_argument("--out", required=True)
+    _exec_args(s)
+
+    s = sub.add_parser("preview", help="PNG montage of every map per scan of a maps store")
+    s.add_argument("store")
+    s.add_argument("--out", required=True)
+    s.add_argument("--limit", type=int, default=0, help="at most this many items (0 = all)")
 
     s = sub.add_parser("inspect", help="print a store's counts, schema, params and failures")
     s.add_argument("store")
@@ -38,20 +82,26 @@ def main(argv: list[str] | None = None) -> int:
             d = describe(args.store)
             print(json.dumps(d, indent=1, sort_keys=True) if args.json else format_text(d))
             return 0
+        if args.cmd == "preview":
+            from pipeline.preview import write_previews
+            paths = write_previews(args.store, args.out, args.limit)
+            print(f"wrote {len(paths)} previews under {args.out}")
+            return 0
         params = load_params(args.params)
         if args.cmd == "synth":
             from pipeline.stages.synth import run_synth
             return run_synth(args.out, params.synth)
         if args.cmd == "ingest":
-            import dataclasses
-
             from pipeline.stages.ingest import run_ingest
-            p = params.ingest
-            if args.workers is not None:
-                p = dataclasses.replace(p, workers=args.workers)
-            if args.scheduler is not None:
-                p = dataclasses.replace(p, scheduler=args.scheduler)
-            return run_ingest(args.raw, args.mesh_out, args.frames_out, p).exit_code
+            return run_ingest(args.raw, args.mesh_out, args.frames_out, _with_exec(params.ingest, args)).exit_code
+        import dataclasses
+        params = dataclasses.replace(params, run=_with_exec(params.run, args))
+        if args.cmd in CHAIN_DEFAULTS:
+            from pipeline.stages.scan_chain import run_chain_stage
+            return run_chain_stage(args.cmd, params, args.inp, args.out).exit_code
+        if args.cmd == "maps":
+            from pipeline.stages.scan_chain import run_maps
+            return run_maps(args.scans, args.out, params).exit_code
     except FermapsError as exc:
         print(f"fermaps {args.cmd}: error: {exc}", file=sys.stderr)
         return 2

@@ -355,7 +355,7 @@ def normals_from_depth(depth, face_mask, pixel_size_mm: float, *,
 
 def clean_depth(depth, valid, pixel_size_mm: float, *, face_mask=None, k: float = 0.6,
                 sigma_floor_mm: float = 0.5, min_neighbours: int = 3,
-                fill_radius: int = 3, sigma: float = 1.0,
+                fill_radius: int = 3, sigma: float = 1.0, passes: int = 1,
                 item: str = "depth") -> CleanedDepth:
     """FFNet-M 2.2 cleaning: remove_outliers -> fill_holes -> gaussian_3x3 -> normals.
 
@@ -374,6 +374,10 @@ def clean_depth(depth, valid, pixel_size_mm: float, *, face_mask=None, k: float 
     k, sigma_floor_mm, min_neighbours : :func:`remove_outliers`.
     fill_radius : :func:`fill_holes` ``radius``.
     sigma : :func:`gaussian_3x3` ``sigma`` (its default ``border="plane"``).
+    passes : outlier removal is repeated on what survives until a pass finds nothing
+        or ``passes`` passes ran (the paper does one; a spike wider than a pixel, e.g. a
+        scanner spike rendered at a finer pixel than its triangles, hides its inner
+        pixels behind its other pixels in the first pass).
     Returns :class:`CleanedDepth`.  Raises InputError when nothing on the face is
     valid.
     """
@@ -389,6 +393,14 @@ def clean_depth(depth, valid, pixel_size_mm: float, *, face_mask=None, k: float 
         raise InputError(item, "no valid depth pixel on the face")
     od, ov, outliers = remove_outliers(d, v, k, sigma_floor_mm=sigma_floor_mm,
                                        min_neighbours=min_neighbours, item=item)
+    for _ in range(max(0, int(passes) - 1)):
+        if not outliers.any():
+            break
+        od, ov, more = remove_outliers(od, ov, k, sigma_floor_mm=sigma_floor_mm,
+                                       min_neighbours=min_neighbours, item=item)
+        if not more.any():
+            break
+        outliers = outliers | more
     if face_mask is None:
         fm = ndimage.binary_fill_holes(ov)
     filled = fill_holes(od, ov, fm, radius=fill_radius, item=item)

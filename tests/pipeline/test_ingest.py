@@ -6,15 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_schema.params import IngestParams, SynthParams
+from data_schema.params import IngestParams
 from data_schema.store import Store, read_failures
 from pipeline.cli import main
 from pipeline.stages.ingest import run_ingest
 from preprocess.io import list_items, read_scan
 
-SMALL = SynthParams(seed=1, bosphorus_subjects=2, bu3dfe_subjects=1, facescape_subjects=1,
-                    ckplus_subjects=1, ckplus_sequences_per_subject=1, mmi_videos=1,
-                    frames_min=6, frames_max=6, grid_rows=80, grid_cols=64, grid_spacing_mm=2.4)
 
 
 def bnt_header(rows, cols, n=None, name=b"x.png"):
@@ -46,12 +43,8 @@ def plant_bad_files(raw: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def sample(tmp_path_factory):
-    from preprocess.synthetic.sample import write_sample
-
-    raw = tmp_path_factory.mktemp("raw")
-    write_sample(raw, SMALL)
-    return raw
+def sample(small_sample):
+    return small_sample
 
 
 def store_bytes(root: Path) -> dict[str, bytes]:

@@ -1,0 +1,142 @@
+"""The per-item steps of the 3-D chain, on store records (dicts of arrays named as in
+the schemas): register -> crop -> render -> clean.
+
+Each step takes the record of the previous store and returns the record of its own
+store; the geometry is done by ``preprocess`` functions.  The same steps serve the DVC
+stages (one store each) and ``fermaps maps`` (all four in memory).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from data_schema.errors import InputError
+from data_schema.params import CleanParams, CropParams, RegisterParams, RenderParams
+from pipeline.records import decode_png
+from preprocess.curvature import principal_curvatures, shape_index, vertex_normals
+from preprocess.depth_clean import clean_depth
+from preprocess.landmark_names import ibug_index
+from preprocess.nose import crop_sphere, find_nose_tip, landmark_nose_tip
+from preprocess.registration import register_landmarks
+from preprocess.render import attribute_maps
+from preprocess.template import load_template
+
+MESH_KEYS = ("vertices", "faces", "colors", "uv", "face_uv", "texture_png", "landmarks",
+             "landmark_names", "landmark_vertex", "landmarks2d", "landmark2d_names")
+
+
+def _mesh_part(rec: dict) -> dict:
+    return {k: rec[k] for k in MESH_KEYS}
+
+
+def register_step(rec: dict, p: RegisterParams, item: str) -> dict:
+    """raw_mesh record -> registered_mesh record (mesh and landmarks in the template frame)."""
+    if len(rec["landmarks"]) == 0:
+        raise InputError(item, "no 3-D landmarks (no landmark file beside the scan); "
+                               "registration needs at least 3")
+    reg = register_landmarks(rec["landmarks"], list(rec["landmark_names"]), load_template(),
+                             max_rmse_mm=p.max_rmse_mm, item=item)
+    out = _mesh_part(rec)
+    out["vertices"] = reg.apply(rec["vertices"])
+    out["landmarks"] = reg.apply(rec["landmarks"]) if len(rec["landmarks"]) else rec["landmarks"]
+    out.update(landmark_provenance=rec["landmark_provenance"], rotation=reg.R, translation=reg.t,
+               rmse_mm=np.float64(reg.rmse), n_landmarks_used=np.int64(len(reg.used_names)))
+    return out
+
+
+def crop_step(rec: dict, p: CropParams, item: str) -> dict:
+    """registered_mesh record -> face_mesh record: nose tip, sphere crop, nose at origin."""
+    v, f = rec["vertices"], rec["faces"]
+    hint = landmark_nose_tip(rec["landmarks"], list(rec["landmark_names"])) if len(rec["landmarks"]) else None
+    tip = find_nose_tip(v, f, hint=hint, hint_radius_mm=p.hint_radius_mm, item=item)
+    cm = crop_sphere(v, f, tip.point, p.radius_mm, min_component_fraction=p.min_component_fraction, item=item)
+    new_index = np.full(len(v), -1, np.int64)
+    new_index[cm.kept_index] = np.arange(len(cm.kept_index))
+    out = _mesh_part(rec)
+    out["vertices"] = cm.vertices - tip.point
+    out["faces"] = cm.faces.astype(np.int32)
+    if len(rec["colors"]) == len(v):
+        out["colors"] = rec["colors"][cm.kept_index]
+    if len(rec["face_uv"]) == len(f):
+        out["face_uv"] = rec["face_uv"][cm.face_index]
+    out["landmarks"] = rec["landmarks"] - tip.point if len(rec["landmarks"]) else rec["landmarks"]
+    lv = rec["landmark_vertex"]
+    out["landmark_vertex"] = np.where(lv >= 0, new_index[np.clip(lv, 0, None)], -1) if len(lv) else lv
+    out.update(nose_tip=tip.point, nose_method=np.asarray(tip.method, dtype=object),
+               source_vertex=cm.kept_index.astype(np.int64))
+    return out
+
+
+@dataclass(frozen=True)
+class Projected:
+    points: np.ndarray   # (68, 2) float32 pixels, 0 where absent
+    present: np.ndarray  # (68,) bool
+
+
+def project_landmarks68(points: np.ndarray, names, extent, pixel_size_mm: float) -> Projected:
+    """3-D landmarks (mm, nose-tip frame) -> iBUG-68 pixel positions on the maps.
+
+    Pixel (col, row) of a point: col = (x - xmin) / s - 0.5, row = (ymax - y) / s - 0.5,
+    the inverse of the renderer's pixel-centre rule (preprocess.render).
+    """
+    out = np.zeros((68, 2), np.float32)
+    present = np.zeros(68, bool)
+    xmin, _, _, ymax = extent
+    for pt, name in zip(np.asarray(points).reshape(-1, 3), names):
+        k = ibug_index(str(name))
+        if k is not None:
+            out[k] = ((pt[0] - xmin) / pixel_size_mm - 0.5, (ymax - pt[1]) / pixel_size_mm - 0.5)
+            present[k] = True
+    return Projected(out, present)
+
+
+def render_step(rec: dict, p: RenderParams, item: str) -> dict:
+    """face_mesh record -> maps record (8 x size x size AMDFN maps)."""
+    v, f = rec["vertices"], rec["faces"].astype(np.int64)
+    normals = vertex_normals(v, f, weighting=p.normal_weighting)
+    curv = principal_curvatures(v, f, normals, rings=p.curvature_rings,
+                                radius_mm=p.curvature_radius_mm or None)
+    si = shape_index(curv.k1, curv.k2)
+    h = p.half_extent_mm
+    texture = decode_png(rec["texture_png"])
+    has_uv = texture is not None and len(rec["face_uv"]) == len(f) and len(rec["uv"])
+    am = attribute_maps(v, f, normals, si, size=p.size, extent_mm=(-h, h, -h, h),
+                        depth_range_mm=p.depth_range_mm, nose_z_mm=0.0,
+                        texture=texture if has_uv else None,
+                        uv=rec["uv"] if has_uv else None, face_uv=rec["face_uv"] if has_uv else None,
+                        colors=rec["colors"] if len(rec["colors"]) == len(v) else None, item=item)
+    r = am.rendering
+    proj = project_landmarks68(rec["landmarks"], rec["landmark_names"], r.extent, r.pixel_size_mm)
+    return {
+        "maps": am.maps,
+        "depth_mm": np.where(am.valid, r.depth, 0).astype(np.float32),
+        "depth_range_mm": np.float64(p.depth_range_mm),
+        "valid": am.valid,
+        "landmarks68_px": proj.points,
+        "landmarks68_present": proj.present,
+        "pixel_size_mm": np.float64(r.pixel_size_mm),
+        "extent_mm": np.asarray(r.extent, np.float64),
+    }
+
+
+def clean_step(rec: dict, p: CleanParams, item: str) -> dict:
+    """maps record -> maps_clean record: FFNet-M cleaning of the depth, normals (and D)
+    recomputed from the cleaned depth; C, R, G, B kept as rendered (0 on filled pixels)."""
+    cd = clean_depth(rec["depth_mm"], rec["valid"], float(rec["pixel_size_mm"]), k=p.outlier_k,
+                     sigma_floor_mm=p.sigma_floor_mm, fill_radius=p.fill_radius,
+                     sigma=p.gaussian_sigma, passes=p.outlier_passes, item=item)
+    rng = float(rec["depth_range_mm"])
+    valid = cd.valid
+    maps = rec["maps"].copy()
+    maps[0:3] = np.where(valid, (cd.normals + 1.0) / 2.0, 0.0)
+    maps[3] = np.where(valid, np.clip((cd.depth + rng) / rng, 0.0, 1.0), 0.0)
+    maps[4:, ~valid] = 0.0
+    return {
+        "maps": maps.astype(np.float32),
+        "depth_mm": np.where(valid, cd.depth, 0).astype(np.float32),
+        "n_outliers": np.int64(cd.n_outliers),
+        "n_filled": np.int64(cd.n_filled),
+        "valid": valid,
+        **{k: rec[k] for k in ("landmarks68_px", "landmarks68_present", "pixel_size_mm", "extent_mm")},
+    }

@@ -1,0 +1,98 @@
+"""The 3-D chain end to end on the reduced sample: ingest -> register -> crop -> render
+-> clean, checked against the generator's truth, and `fermaps maps` giving the same
+maps as the stage-by-stage path."""
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from data_schema.params import ChainParams, IngestParams, Params
+from data_schema.store import Store
+from pipeline.cli import main
+from pipeline.stages.ingest import run_ingest
+from pipeline.stages.scan_chain import run_chain_stage
+
+PARAMS = dataclasses.replace(Params(), run=ChainParams(workers=1))
+
+
+@pytest.fixture(scope="module")
+def stores(small_sample, tmp_path_factory):
+    root = tmp_path_factory.mktemp("stores")
+    assert run_ingest(small_sample, root / "raw_mesh", root / "raw_frames", IngestParams(workers=1)).exit_code == 0
+    chain = [("register", "raw_mesh", "registered_mesh"), ("crop", "registered_mesh", "face_mesh"),
+             ("render", "face_mesh", "maps"), ("clean", "maps", "maps_clean")]
+    for stage, src, dst in chain:
+        res = run_chain_stage(stage, PARAMS, root / src, root / dst)
+        assert res.exit_code == 0 and res.n_failed == 0, stage
+    return root
+
+
+def angle_deg(R):
+    return np.degrees(np.arccos(np.clip((np.trace(R) - 1) / 2, -1, 1)))
+
+
+def test_registration_undoes_the_planted_pose(stores, small_sample):
+    truth = json.loads((small_sample / "truth.json").read_text())["items"]
+    reg = Store(stores / "registered_mesh", "registered_mesh")
+    n = 0
+    for meta in reg.metas():
+        if meta.dataset != "bosphorus":
+            continue
+        _, a = reg.read(meta.key)
+        R_true = np.asarray(truth[meta.source]["pose"]["R"])  # posed = R_true @ frontal + t
+        # registered = R @ posed + t, so R @ R_true is the residual rotation; the template
+        # is the mean neutral face, so expressions and subjects leave a few degrees.
+        assert angle_deg(a["rotation"] @ R_true) < 4.0, meta.key
+        assert np.linalg.det(a["rotation"]) == pytest.approx(1.0)
+        assert a["rmse_mm"] < PARAMS.register.max_rmse_mm
+        n += 1
+    assert n == 14
+
+
+def test_crop_centres_the_nose_and_respects_the_radius(stores, small_sample):
+    truth = json.loads((small_sample / "truth.json").read_text())["items"]
+    reg = Store(stores / "registered_mesh", "registered_mesh")
+    face = Store(stores / "face_mesh", "face_mesh")
+    for meta in face.metas():
+        _, f = face.read(meta.key)
+        assert np.linalg.norm(f["vertices"], axis=1).max() <= PARAMS.crop.radius_mm + 1e-9
+        if meta.dataset == "bosphorus":
+            _, r = reg.read(meta.key)
+            tip_true = r["rotation"] @ np.asarray(truth[meta.source]["nose_tip"]) + r["translation"]
+            assert np.linalg.norm(f["nose_tip"] - tip_true) < 3.0, meta.key
+
+
+def test_maps_are_finite_in_range_and_face_the_camera(stores):
+    for name in ("maps", "maps_clean"):
+        s = Store(stores / name, name)
+        assert len(s) == 14 + 7 + 8  # 2 Bosphorus subjects x 7, 7 BU-3DFE, 8 FaceScape
+        for meta, a in s.iter_items():
+            m, v = a["maps"], a["valid"]
+            assert m.shape == (8, 112, 112) and m.dtype == np.float32
+            assert np.isfinite(m).all() and m.min() >= 0 and m.max() <= 1
+            assert (m[:, ~v] == 0).all()
+            # the nose tip is the origin: the image centre is on the face at depth ~0
+            assert v[54:58, 54:58].all(), meta.key
+            assert np.abs(a["depth_mm"][55:57, 55:57]).min() < 2.5, meta.key  # coarse meshes: steep tip
+            if name == "maps_clean":  # spikes gone: nothing stands in front of the nose
+                assert a["depth_mm"][v].max() < 1.5, meta.key
+            # registered faces look along +Z: Nz = (nz + 1) / 2 > 0.5 on most of the face
+            assert np.median(m[2][v]) > 0.85
+        if name == "maps_clean":
+            assert sum(int(a["n_filled"]) for _, a in s.iter_items()) > 0
+
+
+def test_fermaps_maps_equals_the_stage_by_stage_path(stores, small_sample, tmp_path):
+    scans = sorted((small_sample / "bosphorus").rglob("*.bnt"))[:2]
+    assert main(["maps", *map(str, scans), "--out", str(tmp_path / "out"), "--workers", "1"]) == 0
+    for name in ("maps", "maps_clean"):
+        mine = Store(tmp_path / "out" / name, name)
+        ref = Store(stores / name, name)
+        assert len(mine) == 2
+        ref_by_source = {m.source: m.key for m in ref.metas()}
+        for meta in mine.metas():
+            _, a = mine.read(meta.key)
+            _, b = ref.read(ref_by_source["bosphorus/" + meta.source])
+            for k in a:
+                np.testing.assert_array_equal(a[k], b[k], err_msg=f"{name}.{k}")
