@@ -143,6 +143,24 @@ class CleanParams:
 
 
 @dataclass(frozen=True)
+class MasksParams:
+    """The ``masks`` stage (FFNet-M 2.2).
+
+    landmarks : where the 68 points come from: "detect" (dlib on the rendered texture),
+        "projected" (the scan's registered 3-D landmarks projected onto the maps), or
+        "detect_or_projected" (projected when detection finds no face).
+    detect_size : the texture is detected at this size (px) and the points scaled to
+        56; dlib misses most faces at 56 px without upsampling 2x
+        (benchmarks/bench_landmarks.py), 112 with upsample 1 finds them all.
+    upsample : dlib HOG upsampling.
+    """
+
+    landmarks: str = "detect"
+    detect_size: int = 112
+    upsample: int = 1
+
+
+@dataclass(frozen=True)
 class ChainParams:
     """Execution settings shared by the per-item 3-D stages (never change the output)."""
 
@@ -159,6 +177,7 @@ class Params:
     crop: CropParams = field(default_factory=CropParams)
     render: RenderParams = field(default_factory=RenderParams)
     clean: CleanParams = field(default_factory=CleanParams)
+    masks: MasksParams = field(default_factory=MasksParams)
     run: ChainParams = field(default_factory=ChainParams)
 
 

@@ -187,8 +187,21 @@ RAW_FRAMES = StoreSchema(
     ),
 )
 
+MASKS = StoreSchema(
+    "masks", 1,
+    "FFNet-M landmark masks (2.2) per scan, keyed by the maps' ids; the same masks serve texture, depth and normals.",
+    (
+        _ds("mask56", "float32", (56, 56), False, 1, "gzip", "weight [0,1]", "mask-1: max over the 51 inner landmarks of 1 - 0.1 |P-L|_1 where |P-L|_inf <= 2"),
+        _ds("mask28", "float32", (28, 28), False, 1, "gzip", "weight [0,1]", "mask-2: landmarks / 2, same rule with |P-L|_inf <= 1"),
+        _ds("landmarks68", "float32", (68, 2), False, 1, "gzip", "pixel on the 56x56 texture, x right y down", "iBUG-68 landmarks (0 where absent)"),
+        _ds("landmarks_present", "bool", (68,), False, 1, "gzip", "", "which of the 68 landmarks exist"),
+        _ds("landmark_source", STR, (), False, 1, "gzip", "", "dlib / dlib-mmod / mediapipe / projected"),
+        _ds("texture56", "uint8", (56, 56, 3), False, 1, "gzip", "RGB 0..255", "the 56x56 texture crop the masks belong to"),
+    ),
+)
+
 SCHEMAS: Mapping[str, StoreSchema] = MappingProxyType({s.name: s for s in (
-    RAW_MESH, RAW_FRAMES, REGISTERED_MESH, FACE_MESH, MAPS, MAPS_CLEAN)})
+    RAW_MESH, RAW_FRAMES, REGISTERED_MESH, FACE_MESH, MAPS, MAPS_CLEAN, MASKS)})
 
 
 def get_schema(name: str) -> StoreSchema:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from data_schema.errors import InputError
-from data_schema.params import CleanParams, CropParams, RegisterParams, RenderParams
+from data_schema.params import CleanParams, CropParams, MasksParams, RegisterParams, RenderParams
 from pipeline.records import decode_png
 from preprocess.curvature import principal_curvatures, shape_index, vertex_normals
 from preprocess.depth_clean import clean_depth
@@ -139,4 +139,47 @@ def clean_step(rec: dict, p: CleanParams, item: str) -> dict:
         "n_filled": np.int64(cd.n_filled),
         "valid": valid,
         **{k: rec[k] for k in ("landmarks68_px", "landmarks68_present", "pixel_size_mm", "extent_mm")},
+    }
+
+
+def _resize_rgb(rgb: np.ndarray, size: int) -> np.ndarray:
+    """(H, W, 3) uint8 -> (size, size, 3) uint8 (area averaging, as for downscaling)."""
+    import cv2
+
+    return cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def masks_step(rec: dict, p: MasksParams, item: str) -> dict:
+    """maps(_clean) record -> masks record: 56x56 texture, 68 landmarks on it, FFNet-M
+    mask-1 / mask-2 from the 51 inner points.  No face found (with landmarks="detect")
+    is a per-item InputError: no mask is written for that scan."""
+    from preprocess.landmarks import detect_landmarks
+    from preprocess.masks import landmark_masks
+
+    if p.landmarks not in ("detect", "projected", "detect_or_projected"):
+        raise ValueError(f"masks.landmarks must be detect, projected or detect_or_projected, got {p.landmarks!r}")
+    rgb = (np.clip(np.moveaxis(rec["maps"][5:8], 0, -1), 0, 1) * 255 + 0.5).astype(np.uint8)
+    size = rgb.shape[0]
+    points = present = None
+    source = "projected"
+    if p.landmarks != "projected":
+        res = detect_landmarks(_resize_rgb(rgb, p.detect_size), "dlib", upsample=p.upsample)
+        if res.found:
+            points, present, source = res.points, res.present, res.provenance
+            scale = p.detect_size
+        elif p.landmarks == "detect":
+            raise InputError(item, f"no face found on the rendered texture ({res.reason})")
+    if points is None:
+        present = rec["landmarks68_present"]
+        if not present[17:].any():
+            raise InputError(item, "no projected landmarks (the scan has no iBUG-mappable landmarks)")
+        points, scale = rec["landmarks68_px"].astype(np.float64), size
+    m = landmark_masks(points, present=present, image_size=scale, item=item)
+    pts56 = (points + 0.5) * (56 / scale) - 0.5
+    return {
+        "mask56": m.mask56, "mask28": m.mask28,
+        "landmarks68": np.where(present[:, None], pts56, 0).astype(np.float32),
+        "landmarks_present": np.asarray(present, bool),
+        "landmark_source": np.asarray(source, dtype=object),
+        "texture56": _resize_rgb(rgb, 56),
     }

@@ -14,12 +14,14 @@ CHAIN_DEFAULTS = {
     "crop": ("data/stores/registered_mesh", "data/stores/face_mesh"),
     "render": ("data/stores/face_mesh", "data/stores/maps"),
     "clean": ("data/stores/maps", "data/stores/maps_clean"),
+    "masks": ("data/stores/maps_clean", "data/stores/masks"),
 }
 CHAIN_HELP = {
     "register": "raw_mesh -> registered_mesh (Arun SVD fit of the landmarks to the template)",
     "crop": "registered_mesh -> face_mesh (nose tip, sphere crop)",
     "render": "face_mesh -> maps (normals, cubic-fit shape index, 8 attribute maps)",
     "clean": "maps -> maps_clean (FFNet-M depth cleaning, normals from depth)",
+    "masks": "maps_clean -> masks (68 landmarks on the 56x56 texture, FFNet-M mask-1 / mask-2)",
 }
 
 

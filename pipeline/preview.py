@@ -1,5 +1,7 @@
 """``fermaps preview STORE --out DIR``: PNG montages a person can look at.
 
+masks stores: the 56x56 texture with its 68 landmarks, mask-1 and mask-2 (upscaled).
+
 maps / maps_clean stores: one PNG per scan with the 8 channels (Nx, Ny, Nz, D, C as
 gray, RGB as colour) and the valid mask side by side, with the projected iBUG-68
 landmarks drawn on the texture tile.  Drawing uses PIL only.
@@ -39,20 +41,40 @@ def map_montage(maps: np.ndarray, valid: np.ndarray, landmarks: np.ndarray | Non
     return np.asarray(im)
 
 
+def mask_montage(texture56: np.ndarray, mask56: np.ndarray, mask28: np.ndarray,
+                 landmarks: np.ndarray, present: np.ndarray, scale: int = 4) -> np.ndarray:
+    """(56, 56, 3) texture with its landmarks | mask-1 | mask-2 (upscaled to 56) as one
+    (56*scale, 3*56*scale, 3) uint8 image."""
+    from PIL import Image, ImageDraw
+
+    m2 = np.kron(mask28, np.ones((2, 2), np.float32))
+    tiles = np.concatenate([texture56, _gray(mask56), _gray(m2)], axis=1)
+    im = Image.fromarray(tiles).resize((3 * 56 * scale, 56 * scale), Image.NEAREST)
+    draw = ImageDraw.Draw(im)
+    for (x, y), ok in zip(landmarks, present):
+        if ok:
+            cx, cy = (x + 0.5) * scale, (y + 0.5) * scale
+            draw.ellipse([cx - 2, cy - 2, cx + 2, cy + 2], outline=(255, 40, 40))
+    return np.asarray(im)
+
+
 def write_previews(store_root: str, out_dir: str, limit: int = 0) -> list[Path]:
     """One montage PNG per item of a maps or maps_clean store; returns the paths."""
     from PIL import Image
 
     store = Store(store_root)
-    if store.schema.name not in ("maps", "maps_clean"):
-        raise SystemExit(f"preview: {store_root} is a {store.schema.name} store; preview draws maps stores")
+    if store.schema.name not in ("maps", "maps_clean", "masks"):
+        raise SystemExit(f"preview: {store_root} is a {store.schema.name} store; preview draws maps and masks stores")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for n, (meta, a) in enumerate(store.iter_items()):
         if limit and n >= limit:
             break
-        img = map_montage(a["maps"], a["valid"], a["landmarks68_px"], a["landmarks68_present"])
+        if store.schema.name == "masks":
+            img = mask_montage(a["texture56"], a["mask56"], a["mask28"], a["landmarks68"], a["landmarks_present"])
+        else:
+            img = map_montage(a["maps"], a["valid"], a["landmarks68_px"], a["landmarks68_present"])
         path = out / (re.sub(r"[^A-Za-z0-9._-]+", "_", meta.key) + ".png")
         Image.fromarray(img).save(path)
         written.append(path)

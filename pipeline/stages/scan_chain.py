@@ -8,8 +8,8 @@ from functools import partial
 from pathlib import Path
 
 from data_schema.params import Params, as_dict
-from data_schema.schemas import FACE_MESH, MAPS, MAPS_CLEAN, REGISTERED_MESH
-from pipeline.chain import clean_step, crop_step, register_step, render_step
+from data_schema.schemas import FACE_MESH, MAPS, MAPS_CLEAN, MASKS, REGISTERED_MESH
+from pipeline.chain import clean_step, crop_step, masks_step, register_step, render_step
 from pipeline.output import StoreOutput
 from pipeline.records import item_meta, scan_record
 from pipeline.runner import dask_client, run_sharded
@@ -23,6 +23,7 @@ STAGES = {
     "crop": (crop_step, "crop", "registered_mesh", FACE_MESH),
     "render": (render_step, "render", "face_mesh", MAPS),
     "clean": (clean_step, "clean", "maps", MAPS_CLEAN),
+    "masks": (masks_step, "masks", "maps_clean", MASKS),
 }
 
 

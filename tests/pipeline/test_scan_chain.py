@@ -11,6 +11,8 @@ from data_schema.params import ChainParams, IngestParams, Params
 from data_schema.store import Store
 from pipeline.cli import main
 from pipeline.stages.ingest import run_ingest
+from data_schema.errors import InputError
+from pipeline.chain import masks_step
 from pipeline.stages.scan_chain import run_chain_stage
 
 PARAMS = dataclasses.replace(Params(), run=ChainParams(workers=1))
@@ -21,7 +23,8 @@ def stores(small_sample, tmp_path_factory):
     root = tmp_path_factory.mktemp("stores")
     assert run_ingest(small_sample, root / "raw_mesh", root / "raw_frames", IngestParams(workers=1)).exit_code == 0
     chain = [("register", "raw_mesh", "registered_mesh"), ("crop", "registered_mesh", "face_mesh"),
-             ("render", "face_mesh", "maps"), ("clean", "maps", "maps_clean")]
+             ("render", "face_mesh", "maps"), ("clean", "maps", "maps_clean"),
+             ("masks", "maps_clean", "masks")]
     for stage, src, dst in chain:
         res = run_chain_stage(stage, PARAMS, root / src, root / dst)
         assert res.exit_code == 0 and res.n_failed == 0, stage
@@ -96,3 +99,33 @@ def test_fermaps_maps_equals_the_stage_by_stage_path(stores, small_sample, tmp_p
             _, b = ref.read(ref_by_source["bosphorus/" + meta.source])
             for k in a:
                 np.testing.assert_array_equal(a[k], b[k], err_msg=f"{name}.{k}")
+
+
+def test_masks_found_on_rendered_textures_and_agree_with_projection(stores):
+    masks = Store(stores / "masks", "masks")
+    clean = Store(stores / "maps_clean", "maps_clean")
+    assert len(masks) >= 0.95 * len(clean)  # landmarks found on >= 95% of the textures
+    errs = []
+    for meta, a in masks.iter_items():
+        assert a["landmark_source"] == "dlib"
+        assert a["mask56"].max() == pytest.approx(1.0) and a["mask28"].max() == pytest.approx(1.0)
+        _, c = clean.read(meta.key)
+        both = a["landmarks_present"] & c["landmarks68_present"]
+        both[:17] = False  # jaw points of files are not anatomical matches
+        proj56 = (c["landmarks68_px"] + 0.5) * 56 / 112 - 0.5
+        errs.append(np.linalg.norm(a["landmarks68"][both] - proj56[both], axis=1).mean())
+    # dlib on the rendered texture vs the scan's own landmarks projected: a few 56-px pixels
+    assert np.median(errs) < 2.0, np.median(errs)
+
+
+def test_texture_without_a_face_gives_a_recorded_error_not_a_mask(stores):
+    clean = Store(stores / "maps_clean", "maps_clean")
+    meta, rec = next(clean.iter_items())
+    rec = dict(rec, maps=rec["maps"].copy())
+    rec["maps"][5:8] = 0.5  # a flat gray texture
+    with pytest.raises(InputError, match="no face found on the rendered texture"):
+        masks_step(rec, PARAMS.masks, meta.key)
+    # with the projected fallback the scan's own landmarks make the masks
+    fallback = dataclasses.replace(PARAMS.masks, landmarks="detect_or_projected")
+    out = masks_step(rec, fallback, meta.key)
+    assert out["landmark_source"] == "projected" and out["mask56"].max() == pytest.approx(1.0)
