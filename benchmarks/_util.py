@@ -22,6 +22,11 @@ def best_of(fn: Callable[[], object], repeat: int = 5) -> float:
     return best
 
 
+#: Every result reported in this process, for the runner's table (``python -m benchmarks``).
+RESULTS: list[dict] = []
+
+
 def report(name: str, ratio: float, detail: str = "") -> None:
     """Print one result: ``name``, its ratio to the baseline, and a free-form detail."""
+    RESULTS.append({"name": name, "ratio": float(ratio), "detail": detail})
     print(f"{name:<48s} ratio {ratio:8.3f}  {detail}", flush=True)
