@@ -7,7 +7,7 @@ BIN    := $(abspath $(VENV))/bin
 STAMP  := $(VENV)/.fermaps-installed
 RUN    := PATH="$(BIN):$$PATH"
 
-.PHONY: env syslibs repro test bench clean
+.PHONY: env syslibs repro test bench mediapipe clean
 
 env: $(STAMP) syslibs
 
@@ -40,5 +40,11 @@ test: env
 bench: env
 	$(RUN) python -m benchmarks
 
+# Optional: the mediapipe landmark backend lives in its own interpreter, because the
+# last mediapipe that bundles its face-mesh model (0.10.21) pins numpy < 2.
+mediapipe:
+	$(PYTHON) -m venv .venv-mediapipe
+	.venv-mediapipe/bin/python -m pip install --disable-pip-version-check -q mediapipe==0.10.21
+
 clean:
-	rm -rf $(VENV) data
+	rm -rf $(VENV) .venv-mediapipe data
