@@ -161,6 +161,43 @@ class MasksParams:
 
 
 @dataclass(frozen=True)
+class AlignVideoParams:
+    """The ``align_video`` stage.
+
+    reference : "first" (the first frame with a face; HACN) or "template" (a canonical
+        68-point template; STCAM).
+    detector : "dlib" (HOG) or "haar" (OpenCV cascade, the HACN protocol).
+    use_file_landmarks : use dataset landmark files (CK+) when a sequence has them (STCAM).
+    redetect_every : force a full detection every N frames (1 = no tracking).
+    max_gap : longest run of faceless frames bridged by interpolating the transform.
+    out_size : aligned frames are out_size x out_size (STCAM 240, HACN 224).
+    margin : margin around the landmark box, in box sides.
+    upsample : dlib HOG upsampling for full-frame detection.
+    """
+
+    reference: str = "template"
+    detector: str = "dlib"
+    use_file_landmarks: bool = True
+    redetect_every: int = 10
+    max_gap: int = 5
+    out_size: int = 240
+    margin: float = 0.2
+    upsample: int = 1
+
+
+@dataclass(frozen=True)
+class SampleFramesParams:
+    """The ``sample_frames`` stage (evaluation indices; training jitters its own).
+
+    hacn_segments : k of HACN.
+    mmi_peak_middle : MMI sequences peak in the middle frame (neutral-peak-neutral).
+    """
+
+    hacn_segments: int = 5
+    mmi_peak_middle: bool = True
+
+
+@dataclass(frozen=True)
 class ChainParams:
     """Execution settings shared by the per-item 3-D stages (never change the output)."""
 
@@ -178,6 +215,8 @@ class Params:
     render: RenderParams = field(default_factory=RenderParams)
     clean: CleanParams = field(default_factory=CleanParams)
     masks: MasksParams = field(default_factory=MasksParams)
+    align_video: AlignVideoParams = field(default_factory=AlignVideoParams)
+    sample_frames: SampleFramesParams = field(default_factory=SampleFramesParams)
     run: ChainParams = field(default_factory=ChainParams)
 
 

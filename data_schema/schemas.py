@@ -200,8 +200,37 @@ MASKS = StoreSchema(
     ),
 )
 
+ALIGNED_FRAMES = StoreSchema(
+    "aligned_frames", 1,
+    "Every kept frame of every sequence, face-aligned by a similarity to the reference and cropped to S x S (one frame per chunk).",
+    (
+        _ds("frames", "uint8", ("S", "S", 3), True, 1, "gzip", "RGB 0..255", "aligned frames, flat over the sequences of the shard"),
+        _ds("landmarks68", "float32", (68, 2), True, 256, "gzip", "pixel of the aligned frame, x right y down", "aligned iBUG-68 landmarks per frame"),
+        _ds("transforms", "float64", (2, 3), True, 256, "gzip", "input px -> aligned px", "similarity of each frame"),
+        _ds("face_found", "bool", (), True, 256, "gzip", "", "landmarks found in this frame (file, tracked or detected)"),
+        _ds("interpolated", "bool", (), True, 256, "gzip", "", "transform bridged over a short gap"),
+        _ds("score", "float32", (), True, 256, "gzip", "detector score", "dlib HOG margin / Haar weight / 1 for files / 0 interpolated"),
+        _ds("frame_index", "int64", (), True, 256, "gzip", "frame", "index of the frame in the raw sequence"),
+        _ds("method", STR, (), True, 256, "gzip", "", "file / detected / tracked / interpolated"),
+        _ds("n_frames_in", "int64", (), False, 1, "gzip", "frames", "frames of the raw sequence"),
+        _ds("dropped", STR, (), False, 1, "gzip", "", "JSON list of [frame index, reason] for frames not kept"),
+    ),
+)
+
+FRAME_SAMPLES = StoreSchema(
+    "frame_samples", 1,
+    "Evaluation-time frame indices per protocol into each aligned sequence (training re-samples with jitter).",
+    (
+        _ds("stcam", "int64", (7,), False, 1, "gzip", "aligned frame row", "STCAM: first, 5 evenly spaced, peak (MMI: middle)"),
+        _ds("hacn", "int64", (), True, 256, "gzip", "aligned frame row", "HACN: centre frame of each of k segments (all frames when fewer than k)"),
+        _ds("wslgan", "int64", (3,), False, 1, "gzip", "aligned frame row", "WS-LGAN: the last 3 frames"),
+        _ds("n_frames", "int64", (), False, 1, "gzip", "frames", "aligned frames of the sequence"),
+    ),
+)
+
 SCHEMAS: Mapping[str, StoreSchema] = MappingProxyType({s.name: s for s in (
-    RAW_MESH, RAW_FRAMES, REGISTERED_MESH, FACE_MESH, MAPS, MAPS_CLEAN, MASKS)})
+    RAW_MESH, RAW_FRAMES, REGISTERED_MESH, FACE_MESH, MAPS, MAPS_CLEAN, MASKS,
+    ALIGNED_FRAMES, FRAME_SAMPLES)})
 
 
 def get_schema(name: str) -> StoreSchema:

@@ -15,6 +15,8 @@ CHAIN_DEFAULTS = {
     "render": ("data/stores/face_mesh", "data/stores/maps"),
     "clean": ("data/stores/maps", "data/stores/maps_clean"),
     "masks": ("data/stores/maps_clean", "data/stores/masks"),
+    "align_video": ("data/stores/raw_frames", "data/stores/aligned_frames"),
+    "sample_frames": ("data/stores/aligned_frames", "data/stores/frame_samples"),
 }
 CHAIN_HELP = {
     "register": "raw_mesh -> registered_mesh (Arun SVD fit of the landmarks to the template)",
@@ -22,6 +24,8 @@ CHAIN_HELP = {
     "render": "face_mesh -> maps (normals, cubic-fit shape index, 8 attribute maps)",
     "clean": "maps -> maps_clean (FFNet-M depth cleaning, normals from depth)",
     "masks": "maps_clean -> masks (68 landmarks on the 56x56 texture, FFNet-M mask-1 / mask-2)",
+    "align_video": "raw_frames -> aligned_frames (face detection/tracking, 68 points, similarity alignment, crop)",
+    "sample_frames": "aligned_frames -> frame_samples (STCAM / HACN / WS-LGAN evaluation indices)",
 }
 
 

@@ -1,5 +1,6 @@
 """``fermaps preview STORE --out DIR``: PNG montages a person can look at.
 
+aligned_frames stores: a contact sheet of every aligned frame with its landmarks.
 masks stores: the 56x56 texture with its 68 landmarks, mask-1 and mask-2 (upscaled).
 
 maps / maps_clean stores: one PNG per scan with the 8 channels (Nx, Ny, Nz, D, C as
@@ -58,20 +59,42 @@ def mask_montage(texture56: np.ndarray, mask56: np.ndarray, mask28: np.ndarray,
     return np.asarray(im)
 
 
+def contact_sheet(frames: np.ndarray, landmarks: np.ndarray, cols: int = 8, tile: int = 120) -> np.ndarray:
+    """(T, S, S, 3) aligned frames + (T, 68, 2) landmarks -> one uint8 contact sheet,
+    ``cols`` tiles a row, each ``tile`` px, landmarks drawn."""
+    from PIL import Image, ImageDraw
+
+    t, size = len(frames), frames.shape[1]
+    rows = max(1, -(-t // cols))
+    sheet = Image.new("RGB", (cols * tile, rows * tile))
+    f = tile / size
+    for i in range(t):
+        im = Image.fromarray(frames[i]).resize((tile, tile), Image.BILINEAR)
+        draw = ImageDraw.Draw(im)
+        for x, y in landmarks[i]:
+            cx, cy = (x + 0.5) * f, (y + 0.5) * f
+            draw.point((cx, cy), fill=(255, 40, 40))
+        sheet.paste(im, ((i % cols) * tile, (i // cols) * tile))
+    return np.asarray(sheet)
+
+
 def write_previews(store_root: str, out_dir: str, limit: int = 0) -> list[Path]:
     """One montage PNG per item of a maps or maps_clean store; returns the paths."""
     from PIL import Image
 
     store = Store(store_root)
-    if store.schema.name not in ("maps", "maps_clean", "masks"):
-        raise SystemExit(f"preview: {store_root} is a {store.schema.name} store; preview draws maps and masks stores")
+    if store.schema.name not in ("maps", "maps_clean", "masks", "aligned_frames"):
+        raise SystemExit(f"preview: {store_root} is a {store.schema.name} store; preview draws "
+                         "maps, masks and aligned_frames stores")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for n, (meta, a) in enumerate(store.iter_items()):
         if limit and n >= limit:
             break
-        if store.schema.name == "masks":
+        if store.schema.name == "aligned_frames":
+            img = contact_sheet(a["frames"], a["landmarks68"])
+        elif store.schema.name == "masks":
             img = mask_montage(a["texture56"], a["mask56"], a["mask28"], a["landmarks68"], a["landmarks_present"])
         else:
             img = map_montage(a["maps"], a["valid"], a["landmarks68_px"], a["landmarks68_present"])

@@ -1,5 +1,6 @@
-"""Stages ``register``, ``crop``, ``render``, ``clean`` (one store each) and
-``fermaps maps`` (the whole chain on scan files outside DVC)."""
+"""Store-to-store stages (3-D: ``register``, ``crop``, ``render``, ``clean``, ``masks``;
+video: ``align_video``, ``sample_frames``) and ``fermaps maps`` (the whole 3-D chain on
+scan files outside DVC)."""
 from __future__ import annotations
 
 import os
@@ -8,11 +9,12 @@ from functools import partial
 from pathlib import Path
 
 from data_schema.params import Params, as_dict
-from data_schema.schemas import FACE_MESH, MAPS, MAPS_CLEAN, MASKS, REGISTERED_MESH
+from data_schema.schemas import ALIGNED_FRAMES, FACE_MESH, FRAME_SAMPLES, MAPS, MAPS_CLEAN, MASKS, REGISTERED_MESH
 from pipeline.chain import clean_step, crop_step, masks_step, register_step, render_step
 from pipeline.output import StoreOutput
 from pipeline.records import item_meta, scan_record
 from pipeline.runner import dask_client, run_sharded
+from pipeline.video import align_video_step, sample_frames_step
 from pipeline.store_stage import run_store_stage
 from pipeline.summary import StageResult, finish_stage
 from preprocess.io import format_of, read_scan
@@ -24,6 +26,8 @@ STAGES = {
     "render": (render_step, "render", "face_mesh", MAPS),
     "clean": (clean_step, "clean", "maps", MAPS_CLEAN),
     "masks": (masks_step, "masks", "maps_clean", MASKS),
+    "align_video": (align_video_step, "align_video", "raw_frames", ALIGNED_FRAMES),
+    "sample_frames": (sample_frames_step, "sample_frames", "aligned_frames", FRAME_SAMPLES),
 }
 
 
