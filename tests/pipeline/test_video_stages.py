@@ -1,0 +1,62 @@
+"""Video branch end to end on the reduced sample: ingest -> align_video -> sample_frames."""
+import dataclasses
+
+import numpy as np
+import pytest
+
+from data_schema.errors import InputError
+from data_schema.params import ChainParams, IngestParams, Params
+from data_schema.store import Store
+from pipeline.stages.ingest import run_ingest
+from pipeline.stages.scan_chain import run_chain_stage
+from pipeline.video import align_video_step
+
+PARAMS = dataclasses.replace(Params(), run=ChainParams(workers=1))
+EYES = list(range(36, 48))
+
+
+@pytest.fixture(scope="module")
+def stores(small_sample, tmp_path_factory):
+    root = tmp_path_factory.mktemp("vstores")
+    assert run_ingest(small_sample, root / "raw_mesh", root / "raw_frames", IngestParams(workers=1)).exit_code == 0
+    for stage, src, dst in (("align_video", "raw_frames", "aligned_frames"),
+                            ("sample_frames", "aligned_frames", "frame_samples")):
+        res = run_chain_stage(stage, PARAMS, root / src, root / dst)
+        assert res.exit_code == 0 and res.n_failed == 0, stage
+    return root
+
+
+def test_every_frame_aligned_to_one_reference(stores):
+    raw = Store(stores / "raw_frames", "raw_frames")
+    aligned = Store(stores / "aligned_frames", "aligned_frames")
+    assert len(aligned) == len(raw) == 2  # one CK+ sequence, one MMI video
+    for meta, a in aligned.iter_items():
+        _, r = raw.read(meta.key)
+        assert a["frames"].shape == (len(r["frames"]), 240, 240, 3)  # all frames kept
+        assert a["face_found"].all()
+        # the head moves (known similarity per frame) but the eyes, aligned, stay put
+        eyes = a["landmarks68"][:, EYES]
+        spread = np.sqrt(((eyes - eyes.mean(axis=0)) ** 2).sum(axis=2).mean())
+        assert spread < 1.5, (meta.key, spread)
+        method = set(a["method"])
+        assert method == ({"file"} if meta.dataset == "ckplus" else method - {"file"})
+
+
+def test_sampling_indices_per_protocol(stores):
+    samples = Store(stores / "frame_samples", "frame_samples")
+    for meta, s in samples.iter_items():
+        n = int(s["n_frames"])
+        assert n == 6
+        peak = n // 2 if meta.dataset == "mmi" else n - 1  # MMI peaks in the middle
+        assert s["stcam"][0] == 0 and s["stcam"][-1] == peak
+        assert (np.diff(s["stcam"]) >= 0).all()
+        assert list(s["wslgan"]) == [n - 3, n - 2, n - 1]
+        assert len(s["hacn"]) == 5 and (np.diff(s["hacn"]) > 0).all()
+
+
+def test_a_video_without_a_face_is_a_clear_error(stores):
+    raw = Store(stores / "raw_frames", "raw_frames")
+    meta, rec = next(raw.iter_items())
+    rec = dict(rec, frames=np.full_like(rec["frames"], 128), has_landmarks=np.zeros_like(rec["has_landmarks"]))
+    with pytest.raises(InputError, match="no face in any frame"):
+        align_video_step(rec, PARAMS.align_video, meta.key)
