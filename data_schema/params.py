@@ -80,9 +80,15 @@ class RegisterParams:
     """The ``register`` stage: rigid fit of each scan's landmarks to the template.
 
     max_rmse_mm : a fit whose RMS landmark residual exceeds this is a per-item error.
+    landmarks : "file" (the scan's landmark file), "lift" (dlib on the rendered texture,
+        lifted to 3-D through the render, AMDFN Fig. 2) or "file_or_lift" (lift when the
+        scan has no landmark file).
+    lift_size : render size (px) the landmarks are detected on when lifting.
     """
 
     max_rmse_mm: float = 10.0
+    landmarks: str = "file_or_lift"
+    lift_size: int = 448
 
 
 @dataclass(frozen=True)

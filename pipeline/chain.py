@@ -30,17 +30,50 @@ def _mesh_part(rec: dict) -> dict:
     return {k: rec[k] for k in MESH_KEYS}
 
 
+def _texture_args(rec: dict) -> dict:
+    """Texture / uv / colour keyword arguments of the renderer for a mesh record."""
+    n_v, n_f = len(rec["vertices"]), len(rec["faces"])
+    texture = decode_png(rec["texture_png"])
+    has_uv = texture is not None and len(rec["face_uv"]) == n_f and len(rec["uv"]) > 0
+    return {"texture": texture if has_uv else None, "uv": rec["uv"] if has_uv else None,
+            "face_uv": rec["face_uv"] if has_uv else None,
+            "colors": rec["colors"] if len(rec["colors"]) == n_v else None}
+
+
+def lifted_landmarks(rec: dict, size: int, item: str):
+    """The inner 51 iBUG landmarks detected by dlib on the rendered texture and lifted
+    to 3-D on the mesh (AMDFN Fig. 2): (points (L, 3) mm, names).  The jaw line is left
+    out: it is a silhouette that moves with the view."""
+    from preprocess.lift import lift_landmarks
+
+    lifted = lift_landmarks(rec["vertices"], rec["faces"].astype(np.int64), size=size,
+                            backend="dlib", upsample=1, item=item, **_texture_args(rec))
+    if not lifted.found:
+        raise InputError(item, f"no landmark file, and no face found on the rendered texture ({lifted.reason})")
+    lm = lifted.as_landmarks()
+    keep = [i for i, n in enumerate(lm.names) if int(n[5:]) >= 17]
+    return lm.points[keep], [lm.names[i] for i in keep], lifted.provenance
+
+
 def register_step(rec: dict, p: RegisterParams, item: str) -> dict:
     """raw_mesh record -> registered_mesh record (mesh and landmarks in the template frame)."""
-    if len(rec["landmarks"]) == 0:
+    if p.landmarks not in ("file", "lift", "file_or_lift"):
+        raise ValueError(f"register.landmarks must be file, lift or file_or_lift, got {p.landmarks!r}")
+    has_file = len(rec["landmarks"]) > 0
+    if p.landmarks == "file" and not has_file:
         raise InputError(item, "no 3-D landmarks (no landmark file beside the scan); "
-                               "registration needs at least 3")
-    reg = register_landmarks(rec["landmarks"], list(rec["landmark_names"]), load_template(),
-                             max_rmse_mm=p.max_rmse_mm, item=item)
+                               "registration needs at least 3 (or set register.landmarks: file_or_lift)")
     out = _mesh_part(rec)
+    if p.landmarks == "lift" or not has_file:
+        points, names, provenance = lifted_landmarks(rec, p.lift_size, item)
+        out.update(landmarks=points, landmark_names=np.asarray(names, dtype=object),
+                   landmark_vertex=np.full(len(names), -1, np.int64))
+    else:
+        points, names, provenance = rec["landmarks"], list(rec["landmark_names"]), rec["landmark_provenance"]
+    reg = register_landmarks(points, names, load_template(), max_rmse_mm=p.max_rmse_mm, item=item)
     out["vertices"] = reg.apply(rec["vertices"])
-    out["landmarks"] = reg.apply(rec["landmarks"]) if len(rec["landmarks"]) else rec["landmarks"]
-    out.update(landmark_provenance=rec["landmark_provenance"], rotation=reg.R, translation=reg.t,
+    out["landmarks"] = reg.apply(points)
+    out.update(landmark_provenance=np.asarray(provenance, dtype=object), rotation=reg.R, translation=reg.t,
                rmse_mm=np.float64(reg.rmse), n_landmarks_used=np.int64(len(reg.used_names)))
     return out
 
@@ -99,13 +132,8 @@ def render_step(rec: dict, p: RenderParams, item: str) -> dict:
                                 radius_mm=p.curvature_radius_mm or None)
     si = shape_index(curv.k1, curv.k2)
     h = p.half_extent_mm
-    texture = decode_png(rec["texture_png"])
-    has_uv = texture is not None and len(rec["face_uv"]) == len(f) and len(rec["uv"])
     am = attribute_maps(v, f, normals, si, size=p.size, extent_mm=(-h, h, -h, h),
-                        depth_range_mm=p.depth_range_mm, nose_z_mm=0.0,
-                        texture=texture if has_uv else None,
-                        uv=rec["uv"] if has_uv else None, face_uv=rec["face_uv"] if has_uv else None,
-                        colors=rec["colors"] if len(rec["colors"]) == len(v) else None, item=item)
+                        depth_range_mm=p.depth_range_mm, nose_z_mm=0.0, item=item, **_texture_args(rec))
     r = am.rendering
     proj = project_landmarks68(rec["landmarks"], rec["landmark_names"], r.extent, r.pixel_size_mm)
     return {

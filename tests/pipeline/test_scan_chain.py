@@ -129,3 +129,25 @@ def test_texture_without_a_face_gives_a_recorded_error_not_a_mask(stores):
     fallback = dataclasses.replace(PARAMS.masks, landmarks="detect_or_projected")
     out = masks_step(rec, fallback, meta.key)
     assert out["landmark_source"] == "projected" and out["mask56"].max() == pytest.approx(1.0)
+
+
+def test_scan_without_landmark_file_is_registered_from_lifted_landmarks(stores):
+    """AMDFN Fig. 2: no landmark file -> dlib on the rendered texture, lifted to 3-D;
+    the pose agrees with the one from the file landmarks."""
+    from pipeline.chain import register_step
+
+    raw = Store(stores / "raw_mesh", "raw_mesh")
+    reg = Store(stores / "registered_mesh", "registered_mesh")
+    meta = next(m for m in raw.metas() if m.dataset == "bosphorus" and m.expression == "NEUTRAL")
+    _, rec = raw.read(meta.key)
+    for k in ("landmarks", "landmarks2d"):
+        rec[k] = rec[k][:0]
+    for k in ("landmark_names", "landmark_vertex", "landmark2d_names"):
+        rec[k] = rec[k][:0]
+    with pytest.raises(InputError, match="no 3-D landmarks"):
+        register_step(rec, dataclasses.replace(PARAMS.register, landmarks="file"), meta.key)
+    out = register_step(rec, PARAMS.register, meta.key)
+    assert out["landmark_provenance"] == "lifted:dlib" and out["n_landmarks_used"] >= 40
+    _, ref = reg.read(meta.key)
+    assert angle_deg(out["rotation"] @ ref["rotation"].T) < 3.0
+    assert np.abs(out["vertices"] - ref["vertices"]).max() < 5.0
