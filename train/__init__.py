@@ -1,5 +1,7 @@
 """Training stage: datasets over the stores, the five seed models, loops, metrics.
 
-Not built yet (issue "Training stage"); the package exists so the layout of the
-design card is in place.  It will read stores through ``data_schema`` only.
+Built so far: ``train.models`` (registry ``create_model(name, **cfg)`` and the five
+models AMDFN, FFNet-M, STCAM, HACN, WS-LGAN).  Datasets, splits, loops and the
+``train`` / ``evaluate`` DVC stages are not built yet.  Reads stores through
+``data_schema`` only.
 """
