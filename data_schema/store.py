@@ -208,9 +208,14 @@ def write_shard(path: str | os.PathLike, schema: StoreSchema, items: Sequence[It
 
 @dataclass(frozen=True)
 class ShardEntry:
+    """One shard as the index lists it.  ``cache_ids`` / ``cache_keys`` (aligned with
+    ``items``) let the next run of the stage reuse unchanged items (pipeline.cache)."""
+
     file: str
     sha256: str
     items: tuple[str, ...]
+    cache_ids: tuple[str, ...] = ()
+    cache_keys: tuple[str, ...] = ()
 
 
 def write_index(root: str | os.PathLike, schema: StoreSchema, params: Mapping, stage: str,
@@ -224,7 +229,9 @@ def write_index(root: str | os.PathLike, schema: StoreSchema, params: Mapping, s
         "stage": stage,
         "params": params,
         "n_items": sum(len(s.items) for s in shards),
-        "shards": [{"file": s.file, "sha256": s.sha256, "items": list(s.items)} for s in shards],
+        "shards": [{"file": s.file, "sha256": s.sha256, "items": list(s.items),
+                    **({"cache_ids": list(s.cache_ids), "cache_keys": list(s.cache_keys)} if s.cache_keys else {})}
+                   for s in shards],
     }
     atomic_write_bytes(root / INDEX, (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode())
     keep = {s.file for s in shards}

@@ -19,14 +19,23 @@ class StoreOutput:
         self.root.mkdir(parents=True, exist_ok=True)
         self.entries: list[ShardEntry] = []
 
-    def write(self, shard_key: str, records: Sequence[ItemRecord]) -> None:
-        """Write one shard (items sorted by key); an empty shard is skipped."""
+    def write(self, shard_key: str, records: Sequence[ItemRecord],
+              cache: Mapping[str, tuple[str, str]] | None = None) -> None:
+        """Write one shard (items sorted by key); an empty shard is skipped.
+        ``cache`` maps item key -> (cache id, cache key) for the index."""
         if not records:
             return
         records = sorted(records, key=lambda r: r.meta.key)
         name = shard_file_name(shard_key)
         digest = write_shard(self.root / name, self.schema, records, self.params, self.stage)
-        self.entries.append(ShardEntry(name, digest, tuple(r.meta.key for r in records)))
+        keys = tuple(r.meta.key for r in records)
+        ids = tuple(cache[k][0] for k in keys) if cache else ()
+        cks = tuple(cache[k][1] for k in keys) if cache else ()
+        self.entries.append(ShardEntry(name, digest, keys, ids, cks))
+
+    def keep(self, entry: ShardEntry) -> None:
+        """List an unchanged shard of the previous run without touching its file."""
+        self.entries.append(entry)
 
     def close(self, failures: Sequence[Mapping]) -> None:
         write_index(self.root, self.schema, self.params, self.stage, self.entries)

@@ -76,7 +76,7 @@ def run_sharded(client, func: Callable, shards: "OrderedDict[Hashable, Sequence]
 
     shards : shard key -> items, in the order shards should complete.
     on_shard(key, results) : called once per shard with its results in item order
-        (Failure objects removed), as soon as the shard is complete.
+        (a Failure where an item failed), as soon as the shard is complete.
     Returns every Failure, in item order.
     """
     from dask.distributed import as_completed
@@ -125,8 +125,24 @@ def run_sharded(client, func: Callable, shards: "OrderedDict[Hashable, Sequence]
         remaining[key] -= 1
         bar.update(1)
         if remaining[key] == 0:
-            on_shard(key, [r for r in pending.pop(key) if not isinstance(r, Failure)])
+            on_shard(key, pending.pop(key))
             del remaining[key]
         submit_next()
     bar.close()
+    return sorted(failures, key=lambda f: f.item)
+
+
+def run_sync(func: Callable, shards: "OrderedDict[Hashable, Sequence]",
+             on_shard: Callable[[Hashable, list], None], *, stage: str, item_name: Callable) -> list[Failure]:
+    """The same contract as run_sharded on dask's synchronous scheduler, in this
+    process: for reruns with a handful of items, where starting worker processes
+    would cost more than the work."""
+    import dask
+
+    call = guarded(func, stage, item_name)
+    failures: list[Failure] = []
+    for key, items in shards.items():
+        results = list(dask.compute(*[dask.delayed(call)(it) for it in items], scheduler="synchronous"))
+        failures += [r for r in results if isinstance(r, Failure)]
+        on_shard(key, results)
     return sorted(failures, key=lambda f: f.item)

@@ -3,7 +3,8 @@
 
 Shards: scans are grouped by their folder (a subject folder in every supported layout),
 sequences get one shard each (frames share a size only within a sequence, and one
-sequence is already megabytes).
+sequence is already megabytes).  Incremental: an item is recomputed only when its
+source bytes (with companions), the params or the reader code changed (pipeline.cache).
 """
 from __future__ import annotations
 
@@ -14,13 +15,16 @@ from pathlib import Path
 
 from data_schema.params import IngestParams, as_dict
 from data_schema.schemas import RAW_FRAMES, RAW_MESH
+from pipeline.cache import Plan, Planned, cache_key, code_version, make_plan, previous_entries
+from pipeline.incremental import run_plan
 from pipeline.output import StoreOutput
-from pipeline.records import item_meta, scan_record, sequence_record
-from pipeline.runner import dask_client, run_sharded
+from pipeline.records import item_meta, scan_record, sequence_record, source_digest
 from pipeline.summary import StageResult, finish_stage
 from preprocess.io import RawItem, list_items, read_item
 
 STAGE = "ingest"
+CODE = ("preprocess/io", "preprocess/scan.py", "preprocess/sequence.py", "pipeline/records.py",
+        "data_schema/schemas.py", "data_schema/labels.py")
 
 
 def ingest_one(raw_root: str, item: RawItem):
@@ -31,7 +35,7 @@ def ingest_one(raw_root: str, item: RawItem):
 
 
 def shard_key(raw_root: str, item: RawItem) -> tuple[str, str]:
-    """(store, shard key): scans by folder, sequences one per shard."""
+    """(store, shard name): scans by folder, sequences one per shard."""
     rel = os.path.relpath(item.path, raw_root)
     if item.kind == "scan":
         return ("mesh", os.path.dirname(rel) or "root")
@@ -42,19 +46,29 @@ def run_ingest(raw_root: str | os.PathLike, mesh_out: str | os.PathLike, frames_
                params: IngestParams) -> StageResult:
     raw_root = str(raw_root)
     items = list_items(raw_root)
-    shards: OrderedDict = OrderedDict()
-    for it in items:
-        shards.setdefault(shard_key(raw_root, it), []).append(it)
     p = as_dict(params)
-    outs = {"mesh": StoreOutput(mesh_out, RAW_MESH, p, STAGE),
-            "frames": StoreOutput(frames_out, RAW_FRAMES, p, STAGE)}
-    with dask_client(params.workers, params.scheduler) as client:
-        failures = run_sharded(
-            client, partial(ingest_one, raw_root), shards,
-            lambda key, recs: outs[key[0]].write(key[1], recs),
-            stage=STAGE, item_name=lambda it: os.path.relpath(it.path, raw_root), desc=STAGE)
+    code = code_version(CODE)
+    shards: dict[str, OrderedDict] = {"mesh": OrderedDict(), "frames": OrderedDict()}
+    for it in items:
+        store, name = shard_key(raw_root, it)
+        try:
+            upstream = source_digest(it.path)
+        except OSError:  # unreadable: let the worker report it
+            upstream = ""
+        shards[store].setdefault((store, name), []).append(
+            Planned(it, os.path.relpath(it.path, raw_root), cache_key(upstream, p, code)))
+    outs = {"mesh": StoreOutput(mesh_out, RAW_MESH, p, STAGE), "frames": StoreOutput(frames_out, RAW_FRAMES, p, STAGE)}
+    plan = Plan()
+    for store, schema, root in (("mesh", "raw_mesh", mesh_out), ("frames", "raw_frames", frames_out)):
+        sub = make_plan(shards[store], lambda k: k[1], previous_entries(root, schema), root)
+        plan.compute.update(sub.compute), plan.reuse.update(sub.reuse)
+        plan.keep.update(sub.keep), plan.planned.update(sub.planned)
+    failures = run_plan(partial(ingest_one, raw_root), plan, lambda k: outs[k[0]], lambda k: k[1],
+                        stage=STAGE, item_name=lambda it: os.path.relpath(it.path, raw_root),
+                        workers=params.workers, scheduler=params.scheduler)
     kind_of = {os.path.relpath(it.path, raw_root): it.kind for it in items}
     for store, kind in (("mesh", "scan"), ("frames", "sequence")):
         outs[store].close([f.as_dict() for f in failures if kind_of[f.item] == kind])
     return finish_stage(STAGE, len(items), failures, params.max_failed_fraction,
-                        {"raw_mesh": outs["mesh"].n_items, "raw_frames": outs["frames"].n_items})
+                        {"raw_mesh": outs["mesh"].n_items, "raw_frames": outs["frames"].n_items},
+                        computed=plan.n_compute)

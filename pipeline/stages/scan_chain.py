@@ -13,28 +13,34 @@ from data_schema.schemas import ALIGNED_FRAMES, FACE_MESH, FRAME_SAMPLES, MAPS, 
 from pipeline.chain import clean_step, crop_step, masks_step, register_step, render_step
 from pipeline.output import StoreOutput
 from pipeline.records import item_meta, scan_record
-from pipeline.runner import dask_client, run_sharded
+from pipeline.runner import Failure, dask_client, run_sharded
 from pipeline.video import align_video_step, sample_frames_step
 from pipeline.store_stage import run_store_stage
 from pipeline.summary import StageResult, finish_stage
 from preprocess.io import format_of, read_scan
 
-# stage name -> (step, params section, input schema, output schema)
+# stage name -> (step, params section, input schema, output schema, code it depends on)
+_CHAIN = ("pipeline/chain.py", "pipeline/records.py", "data_schema/schemas.py")
 STAGES = {
-    "register": (register_step, "register", "raw_mesh", REGISTERED_MESH),
-    "crop": (crop_step, "crop", "registered_mesh", FACE_MESH),
-    "render": (render_step, "render", "face_mesh", MAPS),
-    "clean": (clean_step, "clean", "maps", MAPS_CLEAN),
-    "masks": (masks_step, "masks", "maps_clean", MASKS),
-    "align_video": (align_video_step, "align_video", "raw_frames", ALIGNED_FRAMES),
-    "sample_frames": (sample_frames_step, "sample_frames", "aligned_frames", FRAME_SAMPLES),
+    "register": (register_step, "register", "raw_mesh", REGISTERED_MESH,
+                 _CHAIN + ("preprocess/registration.py", "preprocess/landmark_names.py", "preprocess/template.py",
+                           "preprocess/data", "preprocess/lift.py", "preprocess/render.py", "preprocess/landmarks.py")),
+    "crop": (crop_step, "crop", "registered_mesh", FACE_MESH, _CHAIN + ("preprocess/nose.py",)),
+    "render": (render_step, "render", "face_mesh", MAPS,
+               _CHAIN + ("preprocess/curvature.py", "preprocess/render.py", "data_schema/channels.py")),
+    "clean": (clean_step, "clean", "maps", MAPS_CLEAN, _CHAIN + ("preprocess/depth_clean.py",)),
+    "masks": (masks_step, "masks", "maps_clean", MASKS, _CHAIN + ("preprocess/landmarks.py", "preprocess/masks.py")),
+    "align_video": (align_video_step, "align_video", "raw_frames", ALIGNED_FRAMES,
+                    ("pipeline/video.py", "preprocess/video_align.py", "preprocess/landmarks.py")),
+    "sample_frames": (sample_frames_step, "sample_frames", "aligned_frames", FRAME_SAMPLES,
+                      ("pipeline/video.py", "preprocess/frame_sampling.py")),
 }
 
 
 def run_chain_stage(name: str, params: Params, in_root, out_root) -> StageResult:
-    step, section, in_schema, out_schema = STAGES[name]
+    step, section, in_schema, out_schema, code = STAGES[name]
     return run_store_stage(name, step, getattr(params, section), in_root, in_schema,
-                           out_root, out_schema, params.run)
+                           out_root, out_schema, params.run, code)
 
 
 def chain_one(params: Params, path: str):
@@ -67,8 +73,9 @@ def run_maps(scans: list[str], out: str | os.PathLike, params: Params) -> StageR
 
     def write(key, results):
         name = os.path.relpath(key, os.path.dirname(common)) if common else "root"
-        maps_out.write(name, [m for m, _ in results])
-        clean_out.write(name, [c for _, c in results])
+        ok = [r for r in results if not isinstance(r, Failure)]
+        maps_out.write(name, [m for m, _ in ok])
+        clean_out.write(name, [c for _, c in ok])
 
     with dask_client(params.run.workers, params.run.scheduler) as client:
         failures = run_sharded(client, partial(chain_one, params), shards, write,
