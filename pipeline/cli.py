@@ -69,6 +69,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     _exec_args(s)
 
+    s = sub.add_parser("frames", help="align new videos / image-sequence folders -> OUT/aligned_frames store")
+    s.add_argument("sources", nargs="+", help="video files (.avi .mp4 .mov) or CK+ / Oulu-CASIA sequence folders")
+    s.add_argument("--out", required=True)
+    _exec_args(s)
+
     s = sub.add_parser("preview", help="PNG montage of every map per scan of a maps store")
     s.add_argument("store")
     s.add_argument("--out", required=True)
@@ -108,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "maps":
             from pipeline.stages.scan_chain import run_maps
             return run_maps(args.scans, args.out, params).exit_code
+        if args.cmd == "frames":
+            from pipeline.stages.scan_chain import run_frames
+            return run_frames(args.sources, args.out, params).exit_code
     except FermapsError as exc:
         print(f"fermaps {args.cmd}: error: {exc}", file=sys.stderr)
         return 2

@@ -12,12 +12,14 @@ from data_schema.params import Params, as_dict
 from data_schema.schemas import ALIGNED_FRAMES, FACE_MESH, FRAME_SAMPLES, MAPS, MAPS_CLEAN, MASKS, REGISTERED_MESH
 from pipeline.chain import clean_step, crop_step, masks_step, register_step, render_step
 from pipeline.output import StoreOutput
-from pipeline.records import item_meta, scan_record
+from data_schema.errors import InputError
+from data_schema.store import ItemRecord
+from pipeline.records import item_meta, scan_record, sequence_record
 from pipeline.runner import Failure, dask_client, run_sharded
 from pipeline.video import align_video_step, sample_frames_step
 from pipeline.store_stage import run_store_stage
 from pipeline.summary import StageResult, finish_stage
-from preprocess.io import format_of, read_scan
+from preprocess.io import format_of, read_scan, read_sequence
 
 # stage name -> (step, params section, input schema, output schema, code it depends on)
 _CHAIN = ("pipeline/chain.py", "pipeline/records.py", "data_schema/schemas.py")
@@ -43,44 +45,77 @@ def run_chain_stage(name: str, params: Params, in_root, out_root) -> StageResult
                            out_root, out_schema, params.run, code)
 
 
-def chain_one(params: Params, path: str):
-    """The whole chain on one scan file -> (maps record, maps_clean record)."""
-    from data_schema.store import ItemRecord
-
+def chain_one(params: Params, path: str) -> dict:
+    """The whole 3-D chain on one scan file -> {"maps": record, "maps_clean": record,
+    "masks": record or the InputError of the masks step (no face on the texture)}."""
     scan = read_scan(path)
-    fmt = format_of(path).name
-    meta = item_meta(scan.ids, Path(path), Path(path).parent.parent, fmt)
+    meta = item_meta(scan.ids, Path(path), Path(path).parent.parent, format_of(path).name)
     rec = scan_record(scan, meta).arrays
     rec = register_step(rec, params.register, meta.key)
     rec = crop_step(rec, params.crop, meta.key)
     maps = render_step(rec, params.render, meta.key)
     clean = clean_step(maps, params.clean, meta.key)
-    return ItemRecord(meta, maps), ItemRecord(meta, clean)
+    try:
+        masks = ItemRecord(meta, masks_step(clean, params.masks, meta.key))
+    except InputError as exc:
+        masks = exc
+    return {"maps": ItemRecord(meta, maps), "maps_clean": ItemRecord(meta, clean), "masks": masks}
 
 
-def run_maps(scans: list[str], out: str | os.PathLike, params: Params) -> StageResult:
-    """``fermaps maps SCAN... --out DIR``: DIR/maps and DIR/maps_clean stores, one shard
-    per scan folder, built with the settings of params.yaml."""
+def frames_one(params: Params, path: str) -> dict:
+    """One video file or image-sequence folder -> {"aligned_frames": record}."""
+    seq = read_sequence(path)
+    fmt = format_of(path).name
+    meta = item_meta(seq.ids, Path(path), Path(path).parent.parent, fmt)
+    rec = sequence_record(seq, meta).arrays
+    return {"aligned_frames": ItemRecord(meta, align_video_step(rec, params.align_video, meta.key))}
+
+
+def run_files(cmd: str, paths: list[str], out: str | os.PathLike, params: Params, func, outputs: dict,
+              sections: tuple[str, ...]) -> StageResult:
+    """Run ``func(params, path) -> {store name: record or InputError}`` on raw files
+    outside DVC and write one store per output under ``out`` (one shard per source
+    folder).  ``outputs``: store name -> schema; ``sections``: the params sections used."""
     out = Path(out)
     shards: OrderedDict = OrderedDict()
-    for s in sorted(str(Path(p).resolve()) for p in scans):
-        shards.setdefault(os.path.dirname(s), []).append(s)
-    section = {k: as_dict(getattr(params, k)) for k in ("register", "crop", "render", "clean")}
-    maps_out = StoreOutput(out / "maps", MAPS, section, "maps")
-    clean_out = StoreOutput(out / "maps_clean", MAPS_CLEAN, section, "maps")
-
+    for s in sorted(str(Path(p).resolve()) for p in paths):
+        shards.setdefault(os.path.dirname(s.rstrip("/")), []).append(s)
+    section = {k: as_dict(getattr(params, k)) for k in sections}
+    stores = {name: StoreOutput(out / name, schema, section, cmd) for name, schema in outputs.items()}
+    extra: dict[str, list] = {name: [] for name in outputs}
     common = os.path.commonpath(list(shards)) if shards else ""
 
     def write(key, results):
         name = os.path.relpath(key, os.path.dirname(common)) if common else "root"
-        ok = [r for r in results if not isinstance(r, Failure)]
-        maps_out.write(name, [m for m, _ in ok])
-        clean_out.write(name, [c for _, c in ok])
+        for store, sink in stores.items():
+            recs = []
+            for path, r in zip(shards[key], results):
+                if isinstance(r, Failure):
+                    continue
+                if isinstance(r[store], Exception):
+                    extra[store].append({"item": path, "stage": store, "error": type(r[store]).__name__,
+                                         "message": str(r[store])})
+                else:
+                    recs.append(r[store])
+            sink.write(name, recs)
 
     with dask_client(params.run.workers, params.run.scheduler) as client:
-        failures = run_sharded(client, partial(chain_one, params), shards, write,
-                               stage="maps", item_name=str, desc="maps")
-    maps_out.close([f.as_dict() for f in failures])
-    clean_out.close([f.as_dict() for f in failures])
-    return finish_stage("maps", len(scans), failures, params.run.max_failed_fraction,
-                        {"maps": maps_out.n_items, "maps_clean": clean_out.n_items})
+        failures = run_sharded(client, partial(func, params), shards, write, stage=cmd, item_name=str, desc=cmd)
+    for store, sink in stores.items():
+        sink.close([f.as_dict() for f in failures] + extra[store])
+    return finish_stage(cmd, len(paths), failures, params.run.max_failed_fraction,
+                        {name: sink.n_items for name, sink in stores.items()})
+
+
+def run_maps(scans: list[str], out: str | os.PathLike, params: Params) -> StageResult:
+    """``fermaps maps SCAN... --out DIR``: DIR/maps, DIR/maps_clean and DIR/masks stores
+    built with the settings of params.yaml."""
+    return run_files("maps", scans, out, params, chain_one,
+                     {"maps": MAPS, "maps_clean": MAPS_CLEAN, "masks": MASKS},
+                     ("register", "crop", "render", "clean", "masks"))
+
+
+def run_frames(sources: list[str], out: str | os.PathLike, params: Params) -> StageResult:
+    """``fermaps frames VIDEO_OR_DIR... --out DIR``: DIR/aligned_frames."""
+    return run_files("frames", sources, out, params, frames_one, {"aligned_frames": ALIGNED_FRAMES},
+                     ("align_video",))

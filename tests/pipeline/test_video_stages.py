@@ -60,3 +60,22 @@ def test_a_video_without_a_face_is_a_clear_error(stores):
     rec = dict(rec, frames=np.full_like(rec["frames"], 128), has_landmarks=np.zeros_like(rec["has_landmarks"]))
     with pytest.raises(InputError, match="no face in any frame"):
         align_video_step(rec, PARAMS.align_video, meta.key)
+
+
+def test_fermaps_frames_on_new_videos_equals_the_stage(stores, small_sample, tmp_path):
+    from pipeline.cli import main
+
+    videos = sorted((small_sample / "mmi").glob("*.avi"))
+    bad = tmp_path / "broken.avi"
+    bad.write_bytes(b"RIFF" + b"\0" * 64)
+    assert main(["frames", *map(str, videos), str(bad), "--out", str(tmp_path / "out"), "--workers", "1"]) == 0
+    mine = Store(tmp_path / "out" / "aligned_frames", "aligned_frames")
+    ref = Store(stores / "aligned_frames", "aligned_frames")
+    assert len(mine) == len(videos)
+    ref_by_name = {m.source.split("/")[-1]: m.key for m in ref.metas()}
+    for meta, a in mine.iter_items():
+        _, b = ref.read(ref_by_name[meta.source.split("/")[-1]])
+        np.testing.assert_array_equal(a["frames"], b["frames"])
+        np.testing.assert_array_equal(a["landmarks68"], b["landmarks68"])
+    from data_schema.store import read_failures
+    assert [f["item"] for f in read_failures(tmp_path / "out" / "aligned_frames")] == [str(bad)]
