@@ -241,7 +241,8 @@ def test_cubic_fit_is_exact_on_a_cubic_surface():
     xs = np.arange(-6, 6.01, 1.5)
     X, Y = np.meshgrid(xs, xs)
     x, y = X.ravel(), Y.ravel()
-    z = A / 2 * x * x + B * x * y + C / 2 * y * y + D * x ** 3 + E * x * x * y + Fc * x * y * y + G * y ** 3
+    z = (A / 2 * x * x + B * x * y + C / 2 * y * y
+         + D * x ** 3 + E * x * x * y + Fc * x * y * y + G * y ** 3)
     zx = A * x + B * y + 3 * D * x * x + 2 * E * x * y + Fc * y * y
     zy = B * x + C * y + E * x * x + 2 * Fc * x * y + 3 * G * y * y
     nrm = np.stack([-zx, -zy, np.ones_like(x)], 1)
@@ -316,7 +317,8 @@ def test_directions_are_orthonormal_tangents_and_k1_ge_k2():
         c = principal_curvatures(V, s.F)
         n = vertex_normals(V, s.F)
         assert np.all(c.k1 >= c.k2)
-        assert np.allclose(np.linalg.norm(c.dir1, axis=1), 1) and np.allclose(np.linalg.norm(c.dir2, axis=1), 1)
+        assert np.allclose(np.linalg.norm(c.dir1, axis=1), 1)
+        assert np.allclose(np.linalg.norm(c.dir2, axis=1), 1)
         assert np.abs(np.sum(c.dir1 * c.dir2, 1)).max() < 1e-12
         assert np.abs(np.sum(c.dir1 * n, 1)).max() < 1e-12
         assert np.allclose(np.cross(n, c.dir1), c.dir2)
@@ -470,6 +472,8 @@ def test_curvatures_reject_bad_input():
         principal_curvatures(s.V, s.F, rings=0)
     with pytest.raises(InputError, match="radius"):
         principal_curvatures(s.V, s.F, radius_mm=-1.0)
+    with pytest.raises(InputError, match="coordinates"):
+        principal_curvatures(s.V * 1e300, s.F)
 
 
 # -------------------------------------------------------------------- shape index
