@@ -125,16 +125,22 @@ def project_landmarks68(points: np.ndarray, names, extent, pixel_size_mm: float)
 
 
 def render_step(rec: dict, p: RenderParams, item: str) -> dict:
-    """face_mesh record -> maps record (8 x size x size AMDFN maps)."""
+    """face_mesh record -> maps record (8 x size x size AMDFN maps).  A face that covers
+    no pixel is an InputError (an empty map never enters the store)."""
     v, f = rec["vertices"], rec["faces"].astype(np.int64)
-    normals = vertex_normals(v, f, weighting=p.normal_weighting)
-    curv = principal_curvatures(v, f, normals, rings=p.curvature_rings,
-                                radius_mm=p.curvature_radius_mm or None)
+    try:
+        normals = vertex_normals(v, f, weighting=p.normal_weighting)
+        curv = principal_curvatures(v, f, normals, rings=p.curvature_rings,
+                                    radius_mm=p.curvature_radius_mm or None)
+    except InputError as exc:  # these take no item id: name the item here
+        raise InputError(item, exc.reason) from None
     si = shape_index(curv.k1, curv.k2)
     h = p.half_extent_mm
     am = attribute_maps(v, f, normals, si, size=p.size, extent_mm=(-h, h, -h, h),
                         depth_range_mm=p.depth_range_mm, nose_z_mm=0.0, item=item, **_texture_args(rec))
     r = am.rendering
+    if not am.valid.any():
+        raise InputError(item, "the face covers no pixel of the maps (degenerate mesh)")
     proj = project_landmarks68(rec["landmarks"], rec["landmark_names"], r.extent, r.pixel_size_mm)
     return {
         "maps": am.maps,

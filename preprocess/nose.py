@@ -247,9 +247,11 @@ def find_nose_tip(vertices: np.ndarray, faces: np.ndarray | None = None, *,
     xy_all, z_all = v[pool, :2], v[pool, 2]
     tree = cKDTree(xy_all)
     step = max(1, len(pool) // _SPACING_SAMPLE)     # a strided sample is plenty
-    nn = tree.query(xy_all[::step], k=min(2, len(pool)))[0]
-    nn = nn[:, -1] if nn.ndim == 2 else np.zeros(1)
-    positive = nn[nn > 0]
+    # the nearest *distinct* neighbour: meshes with duplicated vertices (a triangle soup
+    # gives every vertex twins) would otherwise have spacing 0
+    nn = tree.query(xy_all[::step], k=min(8, len(pool)))[0]
+    nn = np.where(nn > 0, nn, np.inf).min(axis=1) if nn.ndim == 2 else np.zeros(1)
+    positive = nn[np.isfinite(nn)]
     spacing = float(np.median(positive)) if len(positive) else 0.0
     if spacing == 0.0:
         raise InputError(item, "all vertices share one x-y position: no surface to search")
@@ -284,6 +286,13 @@ def find_nose_tip(vertices: np.ndarray, faces: np.ndarray | None = None, *,
 def _face_areas(v: np.ndarray, f: np.ndarray) -> np.ndarray:
     a, b, c = v[f[:, 0]], v[f[:, 1]], v[f[:, 2]]
     return 0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1)
+
+
+def _zero_area(points: np.ndarray) -> float:
+    """Area below which a face counts as degenerate, mm^2: rounding of a rotated
+    collinear mesh leaves areas ~1e-14, not 0, so the test is relative to the extent."""
+    extent = float(np.ptp(points, axis=0).max()) if len(points) else 0.0
+    return 1e-10 * max(extent, 1.0) ** 2
 
 
 def crop_sphere(vertices: np.ndarray, faces: np.ndarray, center: np.ndarray,
@@ -333,7 +342,7 @@ def crop_sphere(vertices: np.ndarray, faces: np.ndarray, center: np.ndarray,
     if n_comp > 1 and min_component_fraction > 0:
         area = np.bincount(label[kf[:, 0]], weights=_face_areas(v[kept], kf),
                            minlength=n_comp)
-        if area.max() <= 0:
+        if area.max() <= _zero_area(v[kept]):
             raise InputError(item, "every face inside the sphere has zero area")
         big = area >= min_component_fraction * area.max()
         removed = int(n_comp - big.sum())
@@ -343,7 +352,7 @@ def crop_sphere(vertices: np.ndarray, faces: np.ndarray, center: np.ndarray,
         used2[kf.ravel()] = True
         kf = (np.cumsum(used2) - 1)[kf]
         kept = kept[used2]
-    elif _face_areas(v, f[face_rows]).max() <= 0:
+    elif _face_areas(v, f[face_rows]).max() <= _zero_area(v[kept]):
         raise InputError(item, "every face inside the sphere has zero area")
     return CroppedMesh(v[kept].copy(), kf.astype(np.int64), kept.astype(np.int64),
                        face_rows.astype(np.int64), removed)

@@ -81,6 +81,8 @@ def read_image_rgb(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     try:
         size = path.stat().st_size
+        if size == 0:
+            raise InputError(path, "empty file")
         with Image.open(path, formats=_IMAGE_FORMATS) as im:
             w, h = im.size
             if w * h > MAX_FRAME_PIXELS:

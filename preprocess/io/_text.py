@@ -55,7 +55,8 @@ def read_bytes(path: str | os.PathLike, max_bytes: int = MAX_FILE_BYTES,
                 raise InputError(path, f"file is {_mib(size)}, more than the "
                                        f"{_mib(max_bytes)} limit")
             with open(path, "rb") as f:
-                data = f.read(max_bytes + 1)
+                # never ask for more than the file holds: read(n) reserves n bytes first
+                data = f.read(min(os.fstat(f.fileno()).st_size, max_bytes) + 1)
         else:
             parts, total = [], 0
             with gzip.open(path, "rb") as f:

@@ -32,6 +32,35 @@ def parse_generic_name(path: str | os.PathLike) -> ItemIds:
                    os.fspath(path))
 
 
+# Smallest bytes one element can take: ASCII "0 0 0\n" / "3 0 1 2\n"; binary 3 floats /
+# a count byte + 3 int32.
+_MIN_BYTES = {("vertex", True): 6, ("face", True): 8, ("vertex", False): 12, ("face", False): 13}
+
+
+def _ply_header(path: Path, size: int) -> tuple[dict[str, int], bool]:
+    """Element counts and ASCII-ness from a PLY header (the first 64 kB at most), checked
+    against the file size before trimesh allocates anything for them."""
+    with open(path, "rb") as fh:
+        head = fh.read(65536)
+    end = head.find(b"end_header")
+    if not head.startswith(b"ply") or end < 0:
+        raise InputError(path, "not a PLY file (no 'ply' ... 'end_header' header)")
+    counts: dict[str, int] = {}
+    ascii_format = False
+    for line in head[:end].decode("ascii", "replace").splitlines():
+        words = line.split()
+        if words[:2] == ["format", "ascii"]:
+            ascii_format = True
+        if len(words) == 3 and words[0] == "element" and words[2].isdigit():
+            counts[words[1]] = int(words[2])
+    body = size - end
+    need = sum(n * _MIN_BYTES.get((name, ascii_format), 1) for name, n in counts.items())
+    if need > body:
+        raise InputError(path, f"truncated: header promises {counts.get('vertex', 0)} vertices and "
+                               f"{counts.get('face', 0)} faces, at least {need} bytes, the file has {body}")
+    return counts, ascii_format
+
+
 @wraps_input_errors
 def read_mesh_scan(path: str | os.PathLike) -> Scan:
     """A ``.ply`` (trimesh) or ``.obj`` (own parser) scan, vertex order kept.
@@ -59,12 +88,17 @@ def read_mesh_scan(path: str | os.PathLike) -> Scan:
         obj = read_obj(path)
         return Scan(vertices=obj.vertices, faces=obj.faces, ids=ids, colors=obj.colors,
                     extra={"warnings": []})
+    counts, ascii_format = _ply_header(path, size)
     import trimesh  # here, so that listing a folder never imports it
 
     try:
         with open(path, "rb") as f:
             mesh = trimesh.load(f, file_type=file_type, process=False, resolver=None)
     except Exception as e:  # noqa: BLE001 - trimesh raises many types
+        if ascii_format:  # trimesh's numpy error on a short ASCII body says nothing useful
+            raise InputError(path, f"truncated or malformed ascii ply: header promises "
+                                   f"{counts.get('vertex', 0)} vertices and {counts.get('face', 0)} faces "
+                                   f"({type(e).__name__}: {e})") from None
         raise InputError(path, f"unreadable {file_type} ({type(e).__name__}: {e})") from None
     if isinstance(mesh, trimesh.PointCloud) and len(mesh.vertices):
         raise InputError(path, "no faces (point cloud)")
@@ -72,6 +106,9 @@ def read_mesh_scan(path: str | os.PathLike) -> Scan:
         raise InputError(path, f"no mesh in the file ({type(mesh).__name__})")
     vertices = np.asarray(mesh.vertices, dtype=np.float64)
     faces = np.asarray(mesh.faces, dtype=np.int64).reshape(-1, 3)
+    if "vertex" in counts and len(vertices) != counts["vertex"]:
+        raise InputError(path, f"truncated: header promises {counts['vertex']} vertices, "
+                               f"the file holds {len(vertices)}")
     if len(vertices) == 0:
         raise InputError(path, "no vertices")
     if len(faces) == 0:

@@ -63,7 +63,7 @@ def test_multi_material_obj_stays_one_mesh_in_file_order(tmp_path):
 
 @pytest.mark.parametrize("name, data, reason", [
     ("a.ply", b"", "empty file"),
-    ("a.ply", b"this is not a ply file at all\n", "unreadable ply"),
+    ("a.ply", b"this is not a ply file at all\n", "not a PLY file"),
     ("a.ply", PLY.replace("1 1 0 0 0 255", "1 nan 0 0 0 255").encode(), "NaN"),
     ("a.ply", PLY.replace("element face 2", "element face 0").rsplit("3 0 1 2", 1)[0].encode(),
      "no faces"),
