@@ -204,6 +204,27 @@ class SampleFramesParams:
 
 
 @dataclass(frozen=True)
+class TrainStageParams:
+    """The ``splits``, ``train`` and ``evaluate`` stages.
+
+    models : models to train (DVC foreach).
+    config : "small" (CPU smoke configuration for the embedded sample) or "paper"
+        (each paper's published protocol, for real data).
+    epochs : override of the configuration's epochs (0 = keep).
+    folds : fold indices to train and evaluate (the papers: all).
+    k : folds of the split (0 = the protocol's, e.g. 10; the sample has 8 subjects).
+    seed : seed of splits, initialisation and sampling.
+    """
+
+    models: tuple[str, ...] = ("amdfn", "ffnet_m", "stcam", "hacn", "ws_lgan")
+    config: str = "small"
+    epochs: int = 0
+    folds: tuple[int, ...] = (0,)
+    k: int = 4
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class ChainParams:
     """Execution settings shared by the per-item 3-D stages (never change the output)."""
 
@@ -223,6 +244,7 @@ class Params:
     masks: MasksParams = field(default_factory=MasksParams)
     align_video: AlignVideoParams = field(default_factory=AlignVideoParams)
     sample_frames: SampleFramesParams = field(default_factory=SampleFramesParams)
+    train: TrainStageParams = field(default_factory=TrainStageParams)
     run: ChainParams = field(default_factory=ChainParams)
 
 
@@ -241,9 +263,14 @@ def _coerce(cls, section: str, raw: dict):
         try:
             if origin is tuple:
                 args = typing.get_args(t)
-                if not isinstance(value, (list, tuple)) or len(value) != len(args):
+                if not isinstance(value, (list, tuple)):
                     raise TypeError
-                value = tuple(a(v) for a, v in zip(args, value))
+                if len(args) == 2 and args[1] is Ellipsis:  # tuple[X, ...]
+                    value = tuple(args[0](v) for v in value)
+                elif len(value) != len(args):
+                    raise TypeError
+                else:
+                    value = tuple(a(v) for a, v in zip(args, value))
             elif t is float and isinstance(value, (int, float)) and not isinstance(value, bool):
                 value = float(value)
             elif t in (int, str, bool) and type(value) is not t:

@@ -167,7 +167,9 @@ MAPS_CLEAN = StoreSchema(
     "maps_clean", 1,
     "Attribute maps after FFNet-M depth cleaning (outliers, holes, 3x3 Gaussian) with normals recomputed from the depth.",
     (
-        _ds("maps", "float32", (8, "H", "W"), False, 1, "gzip", "[0,1], see attrs", "Nx, Ny, Nz, D from the cleaned depth; C, R, G, B as rendered"),
+        # uncompressed: training reads one whole chunk per sample, and inflating 400 kB
+        # cost ~1 ms a sample, 3-6x the read itself (benchmarks/bench_loader.py)
+        _ds("maps", "float32", (8, "H", "W"), False, 1, None, "[0,1], see attrs", "Nx, Ny, Nz, D from the cleaned depth; C, R, G, B as rendered"),
         _ds("depth_mm", "float32", ("H", "W"), False, 1, "gzip", "mm", "cleaned depth (nose tip = 0), 0 off the face"),
         _ds("n_outliers", "int64", (), False, 1, "gzip", "pixels", "outliers removed"),
         _ds("n_filled", "int64", (), False, 1, "gzip", "pixels", "hole pixels filled"),

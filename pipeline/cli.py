@@ -74,6 +74,20 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     _exec_args(s)
 
+    s = sub.add_parser("splits", help="subject-independent split manifests, one per model")
+    s.add_argument("--stores", default="data/stores")
+    s.add_argument("--out", default="data/splits")
+    s = sub.add_parser("train", help="train one model on its folds (checkpoints, history, test metrics)")
+    s.add_argument("model")
+    s.add_argument("--stores", default="data/stores")
+    s.add_argument("--splits", default="data/splits")
+    s.add_argument("--out", default=None, help="checkpoints, default data/models/MODEL")
+    s.add_argument("--metrics", default=None, help="default data/metrics/MODEL.json")
+    s.add_argument("--plots", default="data/plots")
+    s = sub.add_parser("evaluate", help="gather every model's test metrics")
+    s.add_argument("--metrics", default="data/metrics")
+    s.add_argument("--out", default="data/evaluation.json")
+
     s = sub.add_parser("preview", help="PNG montage of every map per scan of a maps store")
     s.add_argument("store")
     s.add_argument("--out", required=True)
@@ -105,6 +119,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "ingest":
             from pipeline.stages.ingest import run_ingest
             return run_ingest(args.raw, args.mesh_out, args.frames_out, _with_exec(params.ingest, args)).exit_code
+        if args.cmd in ("splits", "train", "evaluate"):
+            from pipeline.stages import train_stage as ts
+            if args.cmd == "splits":
+                return ts.run_splits(args.stores, args.out, params.train)
+            if args.cmd == "train":
+                return ts.run_train(args.model, args.stores, args.splits,
+                                    args.out or f"data/models/{args.model}",
+                                    args.metrics or f"data/metrics/{args.model}.json", args.plots, params.train)
+            return ts.run_evaluate(args.metrics, args.out, params.train)
         import dataclasses
         params = dataclasses.replace(params, run=_with_exec(params.run, args))
         if args.cmd in CHAIN_DEFAULTS:

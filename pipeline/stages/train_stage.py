@@ -1,0 +1,128 @@
+"""Stages ``splits``, ``train`` (one per model, DVC foreach) and ``evaluate``.
+
+Thin wrappers: the split rules are ``train.splits``, the datasets ``train.data``, the
+loop ``train.loop``.  Each model trains on the folds listed in params (``train.folds``),
+selects its checkpoint on a validation split carved from the training subjects, and is
+evaluated once on the held-out test subjects of the fold.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from data_schema.params import TrainStageParams
+
+# model -> (protocol, the stores it reads, sequence protocol or None)
+MODEL_DATA = {
+    "amdfn": ("bosphorus10", ("maps_clean",), None),
+    "ffnet_m": ("bosphorus10", ("maps_clean", "masks"), None),
+    "stcam": ("ckplus10", ("aligned_frames",), "stcam"),
+    "hacn": ("ckplus10", ("aligned_frames",), "hacn"),
+    "ws_lgan": ("ckplus10", ("aligned_frames",), "wslgan"),
+}
+
+
+def config_for(model: str, p: TrainStageParams):
+    from train.config import SMALL_CPU_CONFIGS, paper_config
+
+    cfg = SMALL_CPU_CONFIGS[model] if p.config == "small" else paper_config(model, None)
+    changes = {}
+    if p.epochs:
+        changes["epochs"] = p.epochs
+    changes["seed"] = p.seed
+    return cfg.replace(**changes)
+
+
+def run_splits(stores: str, out: str, p: TrainStageParams) -> int:
+    """One split manifest per model: ``OUT/<model>.json``."""
+    from train.splits import split_manifest, write_manifest
+
+    Path(out).mkdir(parents=True, exist_ok=True)
+    for model in p.models:
+        protocol, needs, _ = MODEL_DATA[model]
+        cfg = config_for(model, p)
+        man = split_manifest([str(Path(stores) / s) for s in needs], protocol, p.seed,
+                             val_fraction=cfg.val_fraction, k=p.k or None)
+        write_manifest(Path(out) / f"{model}.json", man)
+    return 0
+
+
+def _datasets(model: str, stores: Path, items: dict, label_map: dict, cfg):
+    from train.data import MapsDataset, SequenceDataset
+
+    _, needs, seq = MODEL_DATA[model]
+    if seq is None:
+        masks = str(stores / "masks") if "masks" in needs else None
+        make = lambda keys, train: MapsDataset(str(stores / "maps_clean"), keys, model=model,  # noqa: E731
+                                               label_map=label_map, masks_root=masks)
+    else:
+        size = cfg.data_cfg.get("frame_size")
+        make = lambda keys, train: SequenceDataset(str(stores / "aligned_frames"), keys, seq, train,  # noqa: E731
+                                                   cfg.seed, size, label_map=label_map)
+    return make(items["train"], True), make(items["val"], False), make(items["test"], False)
+
+
+def run_train(model: str, stores: str, splits: str, out: str, metrics_out: str, plots_out: str,
+              p: TrainStageParams) -> int:
+    """Train ``model`` on each listed fold.  OUT/fold<k>/ holds last.pt, best.pt and
+    config.json (the resolved configuration); METRICS_OUT the test metrics per fold;
+    PLOTS_OUT/history/<model>.csv (the curves of the first listed fold) and
+    PLOTS_OUT/confusion/<model>.json (test predictions of every listed fold together, as
+    the papers report them) for ``dvc plots``."""
+    import torch
+
+    from train.augment import augment_for
+    from train.loop import build_model, evaluate, fit, load_checkpoint
+    from train.metrics import write_metrics
+    from train.plots import write_confusion, write_history
+    from train.splits import fold_items, manifest_label_map, read_manifest
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    cfg = config_for(model, p)
+    man = read_manifest(Path(splits) / f"{model}.json")
+    label_map = manifest_label_map(man)
+    classes = man["classes"]
+    summary = {}
+    actual, predicted = [], []
+    for fold in p.folds:
+        t0 = time.perf_counter()
+        fold_dir = Path(out) / f"fold{fold}"
+        items = fold_items(man, fold)
+        tr, va, te = _datasets(model, Path(stores), items, label_map, cfg)
+        from train.data import make_loader
+        crop = cfg.data_cfg.get("crop")
+        aug = augment_for(model, crop=crop) if crop else augment_for(model)
+        net = build_model(cfg)
+        res = fit(net, make_loader(tr, cfg.batch_size, True, cfg.workers, cfg.seed, drop_last=model == "ws_lgan"),
+                  make_loader(va, cfg.batch_size, False, cfg.workers, cfg.seed), cfg, fold_dir, augment=aug)
+        if fold == p.folds[0]:
+            write_history(Path(plots_out) / "history" / f"{model}.csv", res.history)
+        net.load_state_dict(load_checkpoint(res.best_path)["model"])  # chosen on validation only
+        ev = evaluate(net, make_loader(te, cfg.batch_size, False, 0, cfg.seed), len(classes), augment=aug)
+        metrics = {"accuracy": ev.accuracy, "chance": 1.0 / len(classes), "n_test": ev.n,
+                   "per_class_recall": dict(zip(classes, map(float, ev.per_class_recall))),
+                   "confusion": ev.confusion.tolist(), "best_epoch": res.best_epoch,
+                   "best_val_accuracy": res.best_val_acc, "test_samples_per_second": ev.samples_per_second,
+                   "seconds": time.perf_counter() - t0, "device": res.device}
+        actual += list(ev.actual)
+        predicted += list(ev.predicted)
+        summary[f"fold{fold}"] = metrics
+    write_confusion(Path(plots_out) / "confusion" / f"{model}.json", actual, predicted, classes)
+    write_metrics(metrics_out, {"model": model, "protocol": man["protocol"], **summary})
+    return 0
+
+
+def run_evaluate(metrics_dir: str, out: str, p: TrainStageParams) -> int:
+    """Gather every model's fold metrics into one summary for ``dvc metrics show``."""
+    table = {}
+    for model in p.models:
+        m = json.loads((Path(metrics_dir) / f"{model}.json").read_text())
+        folds = [v for k, v in m.items() if k.startswith("fold")]
+        acc = [f["accuracy"] for f in folds]
+        table[model] = {"protocol": m["protocol"], "mean_accuracy": sum(acc) / len(acc),
+                        "chance": folds[0]["chance"], "folds": len(folds),
+                        "at_least_twice_chance": all(a >= 2 * f["chance"] for a, f in zip(acc, folds))}
+    from train.metrics import write_metrics
+    write_metrics(out, table)
+    return 0

@@ -1,0 +1,492 @@
+"""torch Datasets over the fermaps HDF5 stores, and a seeded DataLoader factory.
+
+* :class:`MapsDataset` - one 3-D scan per sample from a ``maps_clean`` (or ``maps``)
+  store, optionally with its FFNet-M masks from a ``masks`` store, named as the model's
+  ``input_spec`` wants (AMDFN: ``"maps"``; FFNet-M: ``"depth"``, ``"normals"``,
+  ``"texture"``, ``"mask56"``, ``"mask28"``).
+* :class:`SequenceDataset` - one face sequence per sample from an ``aligned_frames``
+  store, frames picked by :mod:`preprocess.frame_sampling` for STCAM, HACN or WS-LGAN.
+* :class:`InMemoryDataset` - the same samples held in RAM (the loader benchmark's
+  baseline).
+* :func:`make_loader` - a DataLoader whose shuffling and workers are seeded.
+
+How the stores are read
+-----------------------
+
+``__init__`` reads only each store's ``index.json`` (schema name and version checked,
+item key -> shard file and row); it never opens an HDF5 file.  Files are opened on first
+use by the process that reads them and kept open in a cache keyed by the process id, so
+a DataLoader worker (forked or spawned) opens its own handles and never uses one that
+was opened in the parent (HDF5 handles must not cross a fork).  When a shard is first
+opened its schema attributes and its ``ids/key`` column are compared with the index
+(SchemaError on a mismatch: the index and the shard belong to different runs).  Every
+read is by row index, and every per-sample dataset of the stores is chunked one sample
+per chunk, so a sample costs one chunk read (one decompression) per dataset it needs;
+a sequence reads only the frames the protocol picks (one chunk per frame).  Labels come
+from the shard's ``ids/label`` column (read once when the shard is opened, like the
+``ids/key`` column the check reads), optionally remapped through ``label_map`` (the
+split manifest's store label -> protocol class index).
+
+Randomness
+----------
+
+A training sample's random draws (STCAM jitter, HACN segment frames, the WS-LGAN frame)
+come from ``numpy.random.default_rng([seed, epoch, index])``: the same sample in the same
+epoch is identical whichever worker reads it and however many workers there are; call
+``set_epoch(e)`` before each epoch for fresh draws (workers are re-created per epoch
+unless the loader is persistent).  :func:`make_loader` seeds the shuffling from ``seed``
+and seeds numpy / ``random`` in each worker from torch's per-worker seed, which the
+DataLoader derives from the same generator.
+
+Why by hand: torch has no HDF5 dataset, and the per-process handle cache, the index-only
+construction and the protocol-specific frame picking are what make these fork-safe and
+cheap; h5py does the reading and decompression.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import cv2
+import h5py
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from data_schema.channels import CHANNELS
+from data_schema.errors import InputError, SchemaError
+from data_schema.schemas import get_schema
+from data_schema.store import INDEX
+from preprocess.frame_sampling import (HACN_K, STCAM_K, STCAM_PEAK, WSLGAN_SIZE, hacn_segments,
+                                       stcam_indices, stcam_jitter, wslgan_last3, wslgan_view)
+
+__all__ = ["InMemoryDataset", "MapsDataset", "SequenceDataset", "make_loader", "MAP_INPUTS",
+           "SEQUENCE_PROTOCOLS"]
+
+#: Map channels of each FFNet-M input (AMDFN's ``"maps"`` takes the chosen channels).
+MAP_INPUTS: Mapping[str, tuple[str, ...]] = {
+    "depth": ("D",), "normals": ("Nx", "Ny", "Nz"), "texture": ("R", "G", "B")}
+#: FFNet-M inputs read from the masks store (same dataset names there).
+_MASK_INPUTS = ("mask56", "mask28")
+#: Shards one process keeps open at most (least recently used closed first), far below
+#: the usual 1024 open-file limit even with maps and masks open side by side.
+MAX_OPEN_SHARDS = 256
+SEQUENCE_PROTOCOLS = ("stcam", "hacn", "wslgan")
+_ALL = tuple(range(len(CHANNELS)))
+#: Default STCAM jitter, frames (the paper gives no size).
+STCAM_MAX_SHIFT = 2
+
+
+# ------------------------------------------------------------------ store access
+
+class _StoreIndex:
+    """Key -> (shard path, row) of one store, from its ``index.json`` only."""
+
+    def __init__(self, root: str | os.PathLike, schemas: Sequence[str]):
+        self.root = Path(root)
+        path = self.root / INDEX
+        try:
+            doc = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise SchemaError(f"{self.root}: not a store (no {INDEX})") from None
+        except (OSError, ValueError) as exc:
+            raise SchemaError(f"{path}: unreadable index: {exc}") from None
+        name, version = doc.get("schema"), doc.get("schema_version")
+        if name not in schemas:
+            raise SchemaError(f"{self.root}: store has schema {name!r}, expected {' or '.join(schemas)}")
+        self.schema = get_schema(name)
+        if version != self.schema.version:
+            raise SchemaError(f"{self.root}: schema {name} version {version}, this fermaps reads "
+                              f"version {self.schema.version}; regenerate the store")
+        self.shard_items: dict[str, tuple[str, ...]] = {}
+        self.where: dict[str, tuple[str, int]] = {}
+        for sh in doc["shards"]:
+            file = str(self.root / sh["file"])
+            self.shard_items[file] = tuple(sh["items"])
+            for row, key in enumerate(sh["items"]):
+                self.where[key] = (file, row)
+
+    def locate(self, keys: Sequence[str]) -> list[tuple[str, int]]:
+        missing = [k for k in keys if k not in self.where]
+        if missing:
+            raise KeyError(f"{self.root}: {len(missing)} item(s) not in the store, e.g. {missing[:3]}")
+        return [self.where[k] for k in keys]
+
+
+class _Shard:
+    """One open shard: the file, its datasets looked up once, its label column."""
+
+    def __init__(self, path: str, index: _StoreIndex):
+        # No chunk cache: a sample is read once per epoch, so h5py's default cache (8 MiB
+        # per open dataset) would only hold whole shards in every worker's memory.
+        self.h5 = h5py.File(path, "r", rdcc_nbytes=0)
+        try:
+            _check_shard(self.h5, path, index)
+            # the item-id column is a few bytes per item: read once, not per sample
+            self.labels = np.asarray(self.h5["ids/label"][()], dtype=np.int64)
+        except BaseException:
+            self.h5.close()
+            raise
+        self._datasets: dict[str, h5py.Dataset] = {}
+
+    def __getitem__(self, name: str) -> h5py.Dataset:
+        ds = self._datasets.get(name)
+        if ds is None:  # an h5py name lookup costs tens of microseconds: do it once
+            ds = self._datasets[name] = self.h5[name]
+        return ds
+
+
+class _Handles:
+    """Open read-only shards of this process, at most MAX_OPEN_SHARDS (least recently
+    used closed first: a store of one shard per sequence can have thousands).  Dropped
+    (not closed: they belong to the parent) when the process id changes, and never
+    pickled."""
+
+    def __init__(self) -> None:
+        self._pid: int | None = None
+        self._files: OrderedDict[str, _Shard] = OrderedDict()
+
+    def get(self, path: str, index: _StoreIndex) -> _Shard:
+        pid = os.getpid()
+        if pid != self._pid:
+            self._pid, self._files = pid, OrderedDict()
+        shard = self._files.get(path)
+        if shard is None:
+            while len(self._files) >= MAX_OPEN_SHARDS:
+                self._files.popitem(last=False)[1].h5.close()
+            shard = self._files[path] = _Shard(path, index)
+        else:
+            self._files.move_to_end(path)
+        return shard
+
+    def close(self) -> None:
+        if self._pid == os.getpid():
+            for shard in self._files.values():
+                shard.h5.close()
+        self._files = OrderedDict()
+
+    def __getstate__(self) -> dict:
+        return {"_pid": None, "_files": OrderedDict()}
+
+
+def _check_shard(h5: h5py.File, path: str, index: _StoreIndex) -> None:
+    if h5.attrs.get("schema") != index.schema.name or int(h5.attrs.get("schema_version", -1)) != index.schema.version:
+        raise SchemaError(f"{path}: shard schema {h5.attrs.get('schema')!r} "
+                          f"v{h5.attrs.get('schema_version')} differs from its index")
+    keys = tuple(k.decode() if isinstance(k, bytes) else str(k) for k in h5["ids/key"][()])
+    if keys != index.shard_items[path]:
+        raise SchemaError(f"{path}: item keys differ from the store's index; the index and the "
+                          f"shard come from different runs")
+
+
+class _StoreDataset(Dataset):
+    """Shared part: keys, per-process handles, labels, epoch."""
+
+    def __init__(self, keys: Sequence[str], label_map: Mapping[int, int] | None, seed: int):
+        if isinstance(keys, str):
+            raise TypeError("keys must be a sequence of item keys, not one string")
+        self.keys = tuple(keys)
+        if not self.keys:
+            raise ValueError("no item keys")
+        self.label_map = None if label_map is None else {int(k): int(v) for k, v in label_map.items()}
+        self.seed = int(seed)
+        self.epoch = 0
+        self._handles = _Handles()
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use fresh random draws for epoch ``epoch`` (int >= 0)."""
+        self.epoch = int(epoch)
+
+    def _rng(self, i: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self.epoch, i])
+
+    def _label(self, shard: _Shard, row: int, key: str) -> int:
+        label = int(shard.labels[row])
+        if self.label_map is not None:
+            if label not in self.label_map:
+                raise InputError(key, f"store label {label} is not in the label map "
+                                      f"{sorted(self.label_map)}")
+            return self.label_map[label]
+        if label < 0:
+            raise InputError(key, "unlabelled item (store label -1) in a training set")
+        return label
+
+    def close(self) -> None:
+        """Close this process's open files (they reopen on the next read)."""
+        self._handles.close()
+
+
+# ----------------------------------------------------------------------- 3-D maps
+
+def _model_input_spec(model: str) -> Mapping[str, tuple[int, ...]]:
+    from train.models.amdfn import AMDFN
+    from train.models.ffnet_m import FFNetM
+    specs = {"amdfn": AMDFN.input_spec, "ffnet_m": FFNetM.input_spec}
+    try:
+        return specs[model]
+    except KeyError:
+        raise ValueError(f"MapsDataset serves {', '.join(specs)}; got model {model!r}") from None
+
+
+class MapsDataset(_StoreDataset):
+    """Attribute maps (and masks) of 3-D scans, one scan per sample.
+
+    Parameters
+    ----------
+    maps_root : a ``maps_clean`` (or ``maps``) store directory.
+    keys : item keys, in sample order (e.g. a split manifest's ``train`` list).
+    model : ``"amdfn"`` or ``"ffnet_m"``: which model's ``input_spec`` names the outputs.
+    channels : AMDFN only: channel names to stack, in this order (default all 8,
+        ``data_schema.channels.CHANNELS``: Nx Ny Nz D C R G B).
+    masks_root : a ``masks`` store with the same keys; FFNet-M's ``mask56`` / ``mask28``
+        come from it (without it, FFNet-M samples have no masks: ``masked=False``).
+    label_map : store label -> training label (``train.splits.manifest_label_map``).
+
+    A sample is a dict of tensors:
+
+    * AMDFN: ``"maps"`` (C, H, W) float32 in [0, 1];
+    * FFNet-M: ``"depth"`` (1, H, W), ``"normals"`` (3, H, W), ``"texture"`` (3, H, W)
+      float32 in [0, 1] from the same maps, and with ``masks_root`` ``"mask56"``
+      (56, 56), ``"mask28"`` (28, 28) float32 weights in [0, 1];
+    * always ``"valid"`` (1, H, W) bool (pixel on the face; augmentation keeps the
+      background of flipped normals at 0 with it) and ``"label"`` int64 scalar.
+
+    H = W = 112 for the seed models (checked against the model's ``input_spec``).
+    """
+
+    def __init__(self, maps_root: str | os.PathLike, keys: Sequence[str], *, model: str = "amdfn",
+                 channels: Sequence[str] | None = None, masks_root: str | os.PathLike | None = None,
+                 label_map: Mapping[int, int] | None = None):
+        super().__init__(keys, label_map, 0)
+        self.model = model
+        spec = _model_input_spec(model)
+        if model == "amdfn":
+            names = tuple(CHANNELS) if channels is None else tuple(channels)
+            unknown = [c for c in names if c not in CHANNELS]
+            if unknown or not names or len(set(names)) != len(names):
+                raise ValueError(f"channels must be distinct names of {CHANNELS}, got {names}")
+            self.groups = {"maps": tuple(CHANNELS.index(c) for c in names)}
+        else:
+            if channels is not None:
+                raise ValueError("channels apply to AMDFN only; FFNet-M takes depth, normals, texture")
+            self.groups = {name: tuple(CHANNELS.index(c) for c in MAP_INPUTS[name])
+                           for name in spec if name in MAP_INPUTS}
+        self.map_size = tuple(spec[next(iter(self.groups))][1:])
+        self.mask_inputs = {n: tuple(spec[n]) for n in _MASK_INPUTS if n in spec} if masks_root else {}
+        self._maps = _StoreIndex(maps_root, ("maps_clean", "maps"))
+        self._rows = self._maps.locate(self.keys)
+        self._masks = None if masks_root is None else _StoreIndex(masks_root, ("masks",))
+        self._mask_rows = None if self._masks is None else self._masks.locate(self.keys)
+
+    @property
+    def normal_channels(self) -> dict[str, tuple[int | None, int | None]]:
+        """Output name -> (index of Nx, index of Ny) on its channel axis (None where the
+        channel is not there), for :func:`train.augment.hflip` / ``rotate``."""
+        out = {}
+        for name, idx in self.groups.items():
+            nx = idx.index(0) if 0 in idx else None
+            ny = idx.index(1) if 1 in idx else None
+            if nx is not None or ny is not None:
+                out[name] = (nx, ny)
+        return out
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        key = self.keys[i]
+        file, row = self._rows[i]
+        shard = self._handles.get(file, self._maps)
+        maps = shard["maps"][row]  # one chunk: (8, H, W) float32
+        if tuple(maps.shape[1:]) != self.map_size:
+            raise SchemaError(f"{file}: maps of {key!r} are {maps.shape[1:]}, {self.model} wants {self.map_size}")
+        out = {name: torch.from_numpy(maps if idx == _ALL else np.ascontiguousarray(maps[list(idx)]))
+               for name, idx in self.groups.items()}
+        out["valid"] = torch.from_numpy(shard["valid"][row][None])
+        if self._masks is not None:
+            mfile, mrow = self._mask_rows[i]
+            mshard = self._handles.get(mfile, self._masks)
+            for name, shape in self.mask_inputs.items():
+                mask = mshard[name][mrow]
+                if tuple(mask.shape) != shape:
+                    raise SchemaError(f"{mfile}: {name} of {key!r} is {mask.shape}, {self.model} wants {shape}")
+                out[name] = torch.from_numpy(mask)
+        out["label"] = torch.tensor(self._label(shard, row, key), dtype=torch.int64)
+        return out
+
+    def labels(self) -> np.ndarray:
+        """(N,) int64 training labels of every sample (reads only ``ids/label``)."""
+        return np.asarray([self._label(self._handles.get(f, self._maps), r, k)
+                           for k, (f, r) in zip(self.keys, self._rows)], dtype=np.int64)
+
+
+# ---------------------------------------------------------------------- sequences
+
+def _resize(frame: np.ndarray, size: int) -> np.ndarray:
+    if frame.shape[0] == size and frame.shape[1] == size:
+        return frame
+    shrink = frame.shape[0] >= size and frame.shape[1] >= size
+    return cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+class SequenceDataset(_StoreDataset):
+    """Face sequences from an ``aligned_frames`` store, sampled per video protocol.
+
+    Parameters
+    ----------
+    aligned_root : an ``aligned_frames`` store directory (S x S RGB frames).
+    keys : item keys in sample order.
+    protocol : ``"stcam"``, ``"hacn"`` or ``"wslgan"``.
+    train : True: random draws (STCAM jitter within ``max_shift`` frames, one random frame
+        per HACN segment, one of WS-LGAN's last 3 frames); False: the fixed evaluation
+        frames (STCAM's 7 evenly spaced frames, each HACN segment's centre, the last
+        frame) - the indices ``frame_samples`` stores.
+    seed : int, the random draws' seed (see the module docstring).
+    size : output side, pixels.  Defaults: STCAM the stored S (240; the 224 crop is
+        :func:`train.augment.random_crop_5` / ``center_crop``), HACN 224, WS-LGAN 48.
+    label_map : store label -> training label.
+    max_shift : STCAM jitter bound, frames.  k : HACN segments.
+
+    A sample is ``{"x": ..., "label": int64}`` with ``"x"`` float32 in [0, 1]:
+
+    * STCAM: (3, 7, size, size) = (C, T, H, W), RGB; the peak is the last frame for CK+ /
+      Oulu-CASIA and the middle frame for MMI (``frame_sampling.STCAM_PEAK`` by the
+      item's dataset);
+    * HACN: (k, 3, size, size) = (T, C, H, W), RGB; a sequence shorter than k gives all
+      its frames and repeats the last one up to k (the model needs exactly k);
+    * WS-LGAN: (1, size, size) gray (``frame_sampling.wslgan_view`` of the aligned frame,
+      which is already a face crop), plus ``"landmarks"`` (68, 2) float32, the frame's
+      aligned iBUG-68 landmarks in the output's pixels (x right, y down, pixel centres
+      at integers), for the attention-map targets.
+    """
+
+    def __init__(self, aligned_root: str | os.PathLike, keys: Sequence[str], protocol: str,
+                 train: bool, seed: int = 0, size: int | None = None, *,
+                 label_map: Mapping[int, int] | None = None, max_shift: int = STCAM_MAX_SHIFT,
+                 k: int = HACN_K):
+        super().__init__(keys, label_map, seed)
+        if protocol not in SEQUENCE_PROTOCOLS:
+            raise ValueError(f"protocol must be one of {SEQUENCE_PROTOCOLS}, got {protocol!r}")
+        self.protocol = protocol
+        self.train = bool(train)
+        self.size = size if size is not None else {"stcam": None, "hacn": 224, "wslgan": WSLGAN_SIZE}[protocol]
+        if self.size is not None and (isinstance(self.size, bool) or int(self.size) < 1):
+            raise ValueError(f"size must be a positive int, got {size!r}")
+        self.max_shift = int(max_shift)
+        self.k = int(k)
+        self._store = _StoreIndex(aligned_root, ("aligned_frames",))
+        self._rows = self._store.locate(self.keys)
+
+    def frame_indices(self, i: int, n_frames: int, dataset: str) -> np.ndarray:
+        """Frame rows (into the sequence's n_frames aligned frames) that sample i uses."""
+        rng = self._rng(i) if self.train else None
+        if self.protocol == "stcam":
+            peak = STCAM_PEAK.get(dataset, "last")
+            if rng is None:
+                return stcam_indices(n_frames, peak=peak, k=STCAM_K)
+            return stcam_jitter(n_frames, rng, peak=peak, k=STCAM_K, max_shift=self.max_shift)
+        if self.protocol == "hacn":
+            idx = hacn_segments(n_frames, self.k, rng)
+            return np.concatenate([idx, np.full(self.k - len(idx), idx[-1], dtype=np.int64)])
+        last3 = wslgan_last3(n_frames)
+        return last3[[int(rng.integers(3)) if rng is not None else 2]]
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        key = self.keys[i]
+        file, row = self._rows[i]
+        shard = self._handles.get(file, self._store)
+        a, b = (int(v) for v in shard["offsets/frames"][row:row + 2])
+        if b <= a:
+            raise InputError(key, "sequence has no aligned frame")
+        dataset = shard["ids/dataset"][row]
+        dataset = dataset.decode() if isinstance(dataset, bytes) else str(dataset)
+        idx = self.frame_indices(i, b - a, dataset)
+        frames_ds = shard["frames"]
+        # one chunk per distinct frame; short sequences repeat frames
+        uniq, inverse = np.unique(idx, return_inverse=True)
+        read = {int(u): frames_ds[a + int(u)] for u in uniq}
+        frames = [read[int(u)] for u in uniq[inverse]]
+        out: dict[str, torch.Tensor] = {}
+        if self.protocol == "wslgan":
+            frame = frames[0]
+            view = wslgan_view(frame, None, self.size, item=key)
+            la = int(shard["offsets/landmarks68"][row])
+            lm = shard["landmarks68"][la + int(idx[0])].astype(np.float64)
+            side = min(frame.shape[:2])
+            y0, x0 = (frame.shape[0] - side) // 2, (frame.shape[1] - side) // 2
+            # central square [x0, x0 + side) -> [0, size): pixel centres map affinely
+            scale = self.size / side
+            lm = (lm - (x0, y0) + 0.5) * scale - 0.5
+            out["x"] = torch.from_numpy((view.astype(np.float32) / 255.0)[None])
+            out["landmarks"] = torch.from_numpy(lm.astype(np.float32))
+        else:
+            if self.size is not None:
+                frames = [_resize(f, self.size) for f in frames]
+            clip = torch.from_numpy(np.stack(frames)).to(torch.float32).div_(255.0)  # (T, H, W, 3)
+            out["x"] = (clip.permute(3, 0, 1, 2) if self.protocol == "stcam" else clip.permute(0, 3, 1, 2)).contiguous()
+        out["label"] = torch.tensor(self._label(shard, row, key), dtype=torch.int64)
+        return out
+
+
+# ------------------------------------------------------------------------- in RAM
+
+class InMemoryDataset(Dataset):
+    """Every sample of ``dataset`` read once and held in RAM as stacked tensors.
+
+    Samples must be dicts of tensors of equal shapes across samples.  For a dataset with
+    random draws (``SequenceDataset(train=True)``) the one draw made here is frozen.
+    """
+
+    def __init__(self, dataset: Dataset):
+        n = len(dataset)
+        if n == 0:
+            raise ValueError("empty dataset")
+        samples = [dataset[i] for i in range(n)]
+        self.tensors = {name: torch.stack([s[name] for s in samples]) for name in samples[0]}
+
+    def __len__(self) -> int:
+        return len(next(iter(self.tensors.values())))
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {name: t[i] for name, t in self.tensors.items()}
+
+
+# ------------------------------------------------------------------------- loader
+
+def _seed_worker(worker_id: int) -> None:
+    # torch already seeded this worker with base_seed + worker_id, base_seed drawn from
+    # the loader's generator: derive numpy's and random's seeds from it.
+    s = torch.initial_seed()
+    np.random.seed(s % 2**32)
+    random.seed(s)
+
+
+def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, workers: int, seed: int, *,
+                drop_last: bool = False, pin_memory: bool | None = None,
+                persistent_workers: bool = False) -> DataLoader:
+    """A DataLoader whose order and worker seeds follow from ``seed``.
+
+    dataset : any map-style dataset (the ones above yield dicts of tensors; the default
+        collate stacks them into a dict of batched tensors).
+    batch_size : int >= 1.  shuffle : reshuffle every epoch (from the seeded generator).
+    workers : worker processes (0: read in this process).
+    seed : int; the same seed gives the same batches and the same per-worker numpy /
+        torch / random seeds.
+    pin_memory : default True when CUDA is available.
+    """
+    if isinstance(batch_size, bool) or int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+    if int(workers) < 0:
+        raise ValueError(f"workers must be >= 0, got {workers!r}")
+    gen = torch.Generator()
+    gen.manual_seed(int(seed))
+    workers = int(workers)
+    return DataLoader(dataset, batch_size=int(batch_size), shuffle=bool(shuffle), num_workers=workers,
+                      generator=gen, worker_init_fn=_seed_worker if workers else None,
+                      drop_last=drop_last,
+                      pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
+                      persistent_workers=persistent_workers and workers > 0)
