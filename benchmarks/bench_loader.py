@@ -14,7 +14,7 @@ copy of the same shards (written to the temporary directory; the schemas themsel
 gzip), which separates the reader's own cost from the decompression.  ``--workers 2 4 8``
 sweeps worker counts (one ratio per count; the RAM side always uses the same count).
 
-The store: ``--store DIR``, else ``/tmp/st/maps_clean`` when it exists, else the
+The store: ``--store DIR``, else the
 embedded sample is generated and run through ingest -> register -> crop -> render ->
 clean in a temporary directory (a few minutes).
 
@@ -35,7 +35,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._util import best_of, report  # noqa: E402
 
-DEFAULT_STORE = Path("/tmp/st/maps_clean")
 
 
 def build_store(tmp: Path) -> Path:
@@ -84,7 +83,7 @@ def _epoch(loader) -> int:
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--store", default=None, help="a maps_clean store (default: /tmp/st/maps_clean or build one)")
+    ap.add_argument("--store", default=None, help="a maps_clean store (default: build one from the embedded sample)")
     ap.add_argument("--workers", type=int, nargs="+", default=[2])
     ap.add_argument("--batch", type=int, default=20)
     ap.add_argument("--epoch", type=int, default=2000, help="samples per epoch")
@@ -99,8 +98,7 @@ def main(argv=None) -> dict:
     from train.data import InMemoryDataset, MapsDataset, make_loader
 
     with tempfile.TemporaryDirectory() as d:
-        root = Path(args.store) if args.store else (DEFAULT_STORE if (DEFAULT_STORE / "index.json").exists()
-                                                    else build_store(Path(d)))
+        root = Path(args.store) if args.store else build_store(Path(d))
         keys = [m.key for m in Store(root).metas() if m.label >= 0]
         ds = MapsDataset(root, keys)
         plain_ds = MapsDataset(uncompressed_copy(root, Path(d) / "plain"), keys)
