@@ -15,7 +15,6 @@ import yaml
 
 from data_schema.errors import FermapsError
 
-
 # Fields that change how a stage runs but never what it writes; they are left out of
 # the params stored in shards so that 1 worker and 2 workers give identical bytes.
 EXECUTION = {"execution": True}

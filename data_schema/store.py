@@ -22,13 +22,20 @@ import os
 import re
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import h5py
 import numpy as np
 
 from data_schema.errors import SchemaError
-from data_schema.schemas import ITEM_FIELDS, REQUIRED_ATTRS, STR, DatasetSpec, StoreSchema, get_schema
+from data_schema.schemas import (
+    ITEM_FIELDS,
+    REQUIRED_ATTRS,
+    STR,
+    DatasetSpec,
+    StoreSchema,
+    get_schema,
+)
 
 INDEX = "index.json"
 FAILURES = "failures.jsonl"
@@ -82,15 +89,29 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def atomic_write(path: str | os.PathLike, write: "Callable[[object], None]") -> Path:
+    """Create ``path`` atomically: ``write(binary file)`` fills a temporary file in the
+    same folder, which is fsynced and renamed over ``path`` (removed if ``write``
+    fails), so a reader never sees half a file.  Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    _fsync_dir(path.parent)
+    return path
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary name, fsync, rename."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    atomic_write(path, lambda fh: fh.write(data))
 
 
 def _as_dtype(spec: DatasetSpec):

@@ -61,8 +61,17 @@ from data_schema.channels import CHANNELS
 from data_schema.errors import InputError, SchemaError
 from data_schema.schemas import get_schema
 from data_schema.store import INDEX
-from preprocess.frame_sampling import (HACN_K, STCAM_K, STCAM_PEAK, WSLGAN_SIZE, hacn_segments,
-                                       stcam_indices, stcam_jitter, wslgan_last3, wslgan_view)
+from preprocess.frame_sampling import (
+    HACN_K,
+    STCAM_K,
+    STCAM_PEAK,
+    WSLGAN_SIZE,
+    hacn_segments,
+    stcam_indices,
+    stcam_jitter,
+    wslgan_last3,
+    wslgan_view,
+)
 
 __all__ = ["InMemoryDataset", "MapsDataset", "SequenceDataset", "make_loader", "MAP_INPUTS",
            "SEQUENCE_PROTOCOLS"]

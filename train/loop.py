@@ -41,7 +41,6 @@ import inspect
 import math
 import os
 import random
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -54,6 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from data_schema.store import atomic_write
 from train.config import TrainConfig
 from train.metrics import (
     accuracy,
@@ -297,17 +297,7 @@ def evaluate(model: nn.Module, loader: Iterable[Mapping[str, torch.Tensor]], n_c
 
 def _save(obj: dict, path: Path) -> None:
     """torch.save through a temporary file + fsync + rename: never a half checkpoint."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:

@@ -22,11 +22,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from data_schema.store import atomic_write
 
 __all__ = ["accuracy", "as_labels", "confusion_matrix", "mean_recall", "per_class_recall",
            "recall_by_name", "support", "to_jsonable", "write_json_atomic", "write_metrics"]
@@ -150,21 +151,8 @@ def write_json_atomic(path: str | os.PathLike, obj) -> Path:
     Keys keep their insertion order; two-space indent and a final newline keep diffs
     readable in git.  Returns the path.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=2, allow_nan=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    text = json.dumps(obj, indent=2, allow_nan=False) + "\n"
+    return atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
 
 
 def write_metrics(path: str | os.PathLike, metrics: Mapping[str, object]) -> Path:

@@ -21,12 +21,12 @@ from __future__ import annotations
 import csv
 import io
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from data_schema.store import atomic_write
 from train.metrics import as_labels, to_jsonable, write_json_atomic
 
 __all__ = ["HISTORY_FIELDS", "confusion_rows", "confusion_rows_from_matrix", "dvc_plots_entries",
@@ -37,19 +37,7 @@ HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr
 
 
 def _atomic_text(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
 
 
 def _columns(history: Sequence[Mapping[str, object]]) -> list[str]:
