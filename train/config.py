@@ -318,7 +318,7 @@ SMALL_CPU_CONFIGS: Mapping[str, TrainConfig] = MappingProxyType({
                          dataset="ckplus", data_cfg={"frames": 7, "frame_size": 120, "crop": 112},
                          source=_SMALL),
     "hacn": TrainConfig(model="hacn", model_cfg={"num_classes": 7, "dropout": 0.0},
-                        optimizer="sgd", lr=0.01, momentum=0.9, epochs=6, batch_size=4,
+                        optimizer="sgd", lr=0.001, momentum=0.9, epochs=6, batch_size=4,
                         amp=False, device="cpu", val_fraction=0.25, dataset="ckplus",
                         data_cfg={"segments": 5, "frame_size": 112}, source=_SMALL),
     "ws_lgan": TrainConfig(model="ws_lgan", model_cfg={"num_classes": 7, "growth": 12},

@@ -94,7 +94,9 @@ def run_train(model: str, stores: str, splits: str, out: str, metrics_out: str, 
         crop = cfg.data_cfg.get("crop")
         aug = augment_for(model, crop=crop) if crop else augment_for(model)
         net = build_model(cfg)
-        res = fit(net, make_loader(tr, cfg.batch_size, True, cfg.workers, cfg.seed, drop_last=model == "ws_lgan"),
+        # drop a last batch of a few samples: batch norm on 1-2 samples can blow up
+        drop = model == "ws_lgan" or len(tr) > cfg.batch_size
+        res = fit(net, make_loader(tr, cfg.batch_size, True, cfg.workers, cfg.seed, drop_last=drop),
                   make_loader(va, cfg.batch_size, False, cfg.workers, cfg.seed), cfg, fold_dir, augment=aug)
         if fold == p.folds[0]:
             write_history(Path(plots_out) / "history" / f"{model}.csv", res.history)
