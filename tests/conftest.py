@@ -3,7 +3,7 @@ import pytest
 from data_schema.params import SynthParams
 
 # A reduced embedded sample shared by the end-to-end tests (generated once per run).
-SMALL = SynthParams(seed=1, bosphorus_subjects=2, bu3dfe_subjects=1, facescape_subjects=1,
+SMALL = SynthParams(seed=1, bosphorus_subjects=3, bu3dfe_subjects=1, facescape_subjects=1,
                     ckplus_subjects=1, ckplus_sequences_per_subject=1, mmi_videos=1,
                     frames_min=6, frames_max=6, grid_rows=80, grid_cols=64, grid_spacing_mm=2.4)
 

@@ -97,8 +97,8 @@ def test_inspect_cli(sample, tmp_path, capsys):
     assert main(["inspect", str(tmp_path / "m"), "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert d["schema"] == "raw_mesh" and d["n_failures"] == 0
-    assert d["items_by_dataset"]["bosphorus"] == 2 * 7
-    assert d["items_by_label"]["bosphorus:happy"] == 2
+    assert d["items_by_dataset"]["bosphorus"] == 3 * 7
+    assert d["items_by_label"]["bosphorus:happy"] == 3
     assert main(["inspect", str(tmp_path / "f")]) == 0
     assert "raw_frames v1" in capsys.readouterr().out
     assert main(["inspect", str(tmp_path / "nothing")]) == 2

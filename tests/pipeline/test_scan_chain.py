@@ -50,7 +50,7 @@ def test_registration_undoes_the_planted_pose(stores, small_sample):
         assert np.linalg.det(a["rotation"]) == pytest.approx(1.0)
         assert a["rmse_mm"] < PARAMS.register.max_rmse_mm
         n += 1
-    assert n == 14
+    assert n == 21
 
 
 def test_crop_centres_the_nose_and_respects_the_radius(stores, small_sample):
@@ -69,7 +69,7 @@ def test_crop_centres_the_nose_and_respects_the_radius(stores, small_sample):
 def test_maps_are_finite_in_range_and_face_the_camera(stores):
     for name in ("maps", "maps_clean"):
         s = Store(stores / name, name)
-        assert len(s) == 14 + 7 + 8  # 2 Bosphorus subjects x 7, 7 BU-3DFE, 8 FaceScape
+        assert len(s) == 21 + 7 + 8  # 3 Bosphorus subjects x 7, 7 BU-3DFE, 8 FaceScape
         for meta, a in s.iter_items():
             m, v = a["maps"], a["valid"]
             assert m.shape == (8, 112, 112) and m.dtype == np.float32
