@@ -32,12 +32,22 @@ def test_ingest_killed_at_random_points_then_rerun_equals_clean(small_sample, tm
     cmd = [sys.executable, "-m", "pipeline", "--params", str(params), "ingest", "--raw", str(small_sample),
            "--mesh-out", str(m), "--frames-out", str(f)]
     env = {**os.environ, "PYTHONPATH": f"{ROOT}:{os.environ.get('PYTHONPATH', '')}"}
+    n_shards = len(list(clean_m.glob("*.h5"))) + len(list(clean_f.glob("*.h5")))
     rng = random.Random(7)
     killed = 0
     for attempt in range(3):
+        # kill at a random point of the run's progress (k shard files, final or
+        # temporary, on disk), not at a random time: machines differ in speed
+        target = rng.randint(1, n_shards - 1)
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(1.0, 4.0))
+        deadline = time.time() + 120
+        while proc.poll() is None and time.time() < deadline:
+            written = sum(len(list(d.glob("*.h5*"))) + len(list(d.glob(".*.h5.tmp-*")))
+                          for d in (m, f) if d.exists())
+            if written >= target:
+                break
+            time.sleep(0.005)
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)  # the stage and its dask workers
             killed += 1
