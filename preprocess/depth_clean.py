@@ -202,6 +202,37 @@ def remove_outliers(depth, valid, k: float = 0.6, *, sigma_floor_mm: float = 0.5
 
 # ---------------------------------------------------------------------- hole filling
 
+def _in_general_position(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """(N, 2) float pixel positions moved by a fixed per-pixel offset below 1e-3 px.
+
+    Pixel centres form a regular grid whose 2 x 2 blocks are cocircular: the Delaunay
+    triangulation is not unique and Qhull spends most of its time on the degeneracy
+    (measured 45 ms against 6 ms for 3,200 ring pixels).  The offset is a hash of the
+    pixel position, so results do not depend on the run or on the order of points.
+    """
+    def frac(a):
+        return a - np.floor(a)
+    u = frac(np.sin(rows * 12.9898 + cols * 78.233) * 43758.5453) - 0.5
+    v = frac(np.sin(rows * 39.3468 + cols * 11.135) * 24634.6345) - 0.5
+    return np.column_stack([rows + 1e-3 * u, cols + 1e-3 * v]).astype(float)
+
+
+def _cubic_centre_weights() -> np.ndarray:
+    """(5, 5) weights: the value at the centre of the least-squares bivariate cubic
+    through the 24 other pixels of a 5 x 5 window (centre weight 0)."""
+    offs = [(r, c) for r in range(-2, 3) for c in range(-2, 3) if (r, c) != (0, 0)]
+    a = np.array([[1, c, r, c * c, c * r, r * r, c ** 3, c * c * r, c * r * r, r ** 3] for r, c in offs], float)
+    w = np.zeros((5, 5))
+    for (r, c), wi in zip(offs, np.linalg.pinv(a)[0]):
+        w[r + 2, c + 2] = wi
+    return w
+
+
+_CUBIC_CENTRE = _cubic_centre_weights()
+_RING5 = np.ones((5, 5))
+_RING5[2, 2] = 0.0
+
+
 def fill_holes(depth, valid, face_mask, *, radius: int = 3,
                item: str = "depth") -> np.ndarray:
     """Fill the invalid pixels inside the face by piecewise-cubic interpolation.
@@ -215,7 +246,9 @@ def fill_holes(depth, valid, face_mask, *, radius: int = 3,
     radius : int >= 1, each 8-connected hole is interpolated from the valid face
         pixels within this many pixels (Chebyshev) of it.
 
-    Each hole gets ``CloughTocher2DInterpolator`` over its support ring (C1
+    A one-pixel hole whose 5 x 5 neighbourhood is complete takes the centre value of
+    the least-squares cubic through its 24 neighbours (fixed weights).  Every other
+    hole gets ``CloughTocher2DInterpolator`` over its support ring (C1
     piecewise cubic, the scattered-data analogue of the paper's bicubic).  Hole
     pixels outside the ring's convex hull (holes touching the face border) or with
     a degenerate ring (< 3 or collinear points) take the depth of the nearest valid
@@ -241,7 +274,21 @@ def fill_holes(depth, valid, face_mask, *, radius: int = 3,
     _, (near_r, near_c) = ndimage.distance_transform_edt(~support, return_indices=True)
     labels, n = ndimage.label(holes, structure=np.ones((3, 3), bool))
     h, w = d.shape
+    # One-pixel holes with a complete 5 x 5 neighbourhood (most holes: single outliers)
+    # take the value of the least-squares cubic through their 24 neighbours at the
+    # centre, a fixed weighted average (the paper's "weighted average of the nearest
+    # neighbours"); building a triangulation for each of them costs ~0.3 ms a hole.
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    full = ndimage.correlate(support.astype(np.float64), _RING5, mode="constant") > 23.5
+    single = holes & (sizes[labels] == 1) & full
+    if single.any():
+        smooth = ndimage.correlate(np.where(support, d, 0.0), _CUBIC_CENTRE, mode="constant")
+        out[single] = smooth[single]
+    done = np.zeros(n + 1, bool)
+    done[np.unique(labels[single])] = True
     for lab, sl in enumerate(ndimage.find_objects(labels), start=1):
+        if done[lab]:
+            continue
         r0, r1 = max(sl[0].start - radius, 0), min(sl[0].stop + radius, h)
         c0, c1 = max(sl[1].start - radius, 0), min(sl[1].stop + radius, w)
         comp = labels[r0:r1, c0:c1] == lab
@@ -255,7 +302,7 @@ def fill_holes(depth, valid, face_mask, *, radius: int = 3,
                 # Triangulate first: handing the raw points to the interpolator
                 # was measured ~20x slower per ring here (scipy 1.17; clean_depth
                 # with 300 spikes: 1.7 s against 0.1 s).
-                tri = Delaunay(np.column_stack([pr, pc]).astype(float))
+                tri = Delaunay(_in_general_position(pr + r0, pc + c0) - (r0, c0))
                 ct = CloughTocher2DInterpolator(tri, d[r0:r1, c0:c1][pr, pc])
                 vals = ct(np.column_stack([qr, qc]).astype(float))
             except (QhullError, ValueError):      # collinear support: fall back

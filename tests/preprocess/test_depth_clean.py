@@ -260,3 +260,17 @@ def test_nan_in_input_is_invalid_and_all_invalid_raises():
         clean_depth(np.full((8, 8), np.nan), np.ones((8, 8), bool), H_MM)
     with pytest.raises(InputError, match="pixel_size_mm"):
         clean_depth(paraboloid(), FACE, 0.0)
+
+
+def test_one_pixel_hole_is_filled_exactly_on_a_cubic_surface():
+    """A lone missing pixel takes the value of the least-squares cubic through its 24
+    neighbours: exact on any bivariate cubic."""
+    from preprocess.depth_clean import fill_holes
+
+    rows, cols = np.mgrid[0:20, 0:20].astype(float)
+    x, y = cols - 9.3, rows - 8.1
+    z = 3.0 + 0.2 * x - 0.1 * y + 0.01 * x * y - 0.02 * x ** 2 + 1e-3 * x ** 3 - 2e-3 * x * y ** 2
+    valid = np.ones_like(z, bool)
+    valid[10, 10] = False
+    out = fill_holes(np.where(valid, z, 0.0), valid, np.ones_like(valid))
+    assert abs(out[10, 10] - z[10, 10]) < 1e-4  # float32 output
