@@ -277,6 +277,30 @@ def read_failures(root: str | os.PathLike) -> list[dict]:
     return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
 
 
+def read_index(root: str | os.PathLike, schemas: Sequence[str] | None = None) -> tuple[dict, StoreSchema]:
+    """A store's ``index.json`` and its schema, checked for name (one of ``schemas``
+    when given) and version, without opening any shard.  Raises SchemaError."""
+    root = Path(root)
+    idx = root / INDEX
+    if not idx.exists():
+        raise SchemaError(f"{root}: not a store (no {INDEX})")
+    try:
+        doc = json.loads(idx.read_text())
+    except (OSError, ValueError) as exc:
+        raise SchemaError(f"{idx}: unreadable index: {exc}") from None
+    name, version = doc.get("schema"), doc.get("schema_version")
+    if schemas is not None and name not in schemas:
+        raise SchemaError(f"{root}: store has schema {name!r}, expected {' or '.join(repr(x) for x in schemas)}")
+    try:
+        schema = get_schema(name)
+    except KeyError as exc:
+        raise SchemaError(f"{root}: {exc.args[0]}") from None
+    if version != schema.version:
+        raise SchemaError(f"{root}: schema {name} version {version}, this fermaps reads "
+                          f"version {schema.version}; regenerate the store")
+    return doc, schema
+
+
 class Store:
     """Read access to a store; validates on open.
 
@@ -287,24 +311,8 @@ class Store:
 
     def __init__(self, root: str | os.PathLike, schema: str | None = None, verify: bool = True):
         self.root = Path(root)
-        idx = self.root / INDEX
-        if not idx.exists():
-            raise SchemaError(f"{self.root}: not a store (no {INDEX})")
-        try:
-            self.index = json.loads(idx.read_text())
-        except (OSError, ValueError) as exc:
-            raise SchemaError(f"{idx}: unreadable index: {exc}") from None
-        name = self.index.get("schema")
-        version = self.index.get("schema_version")
-        if schema is not None and name != schema:
-            raise SchemaError(f"{self.root}: store has schema {name!r}, expected {schema!r}")
-        try:
-            self.schema = get_schema(name)
-        except KeyError as exc:
-            raise SchemaError(f"{self.root}: {exc.args[0]}") from None
-        if version != self.schema.version:
-            raise SchemaError(f"{self.root}: schema {name} version {version}, this fermaps reads "
-                              f"version {self.schema.version}; regenerate the store")
+        self.index, self.schema = read_index(self.root, None if schema is None else (schema,))
+        name, version = self.schema.name, self.schema.version
         self.params = self.index.get("params", {})
         self._where: dict[str, tuple[str, int]] = {}
         for sh in self.index["shards"]:

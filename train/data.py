@@ -44,7 +44,6 @@ cheap; h5py does the reading and decompression.
 """
 from __future__ import annotations
 
-import json
 import os
 import random
 from collections import OrderedDict
@@ -59,8 +58,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from data_schema.channels import CHANNELS
 from data_schema.errors import InputError, SchemaError
-from data_schema.schemas import get_schema
-from data_schema.store import INDEX
+from data_schema.store import read_index
 from preprocess.frame_sampling import (
     HACN_K,
     STCAM_K,
@@ -97,20 +95,7 @@ class _StoreIndex:
 
     def __init__(self, root: str | os.PathLike, schemas: Sequence[str]):
         self.root = Path(root)
-        path = self.root / INDEX
-        try:
-            doc = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise SchemaError(f"{self.root}: not a store (no {INDEX})") from None
-        except (OSError, ValueError) as exc:
-            raise SchemaError(f"{path}: unreadable index: {exc}") from None
-        name, version = doc.get("schema"), doc.get("schema_version")
-        if name not in schemas:
-            raise SchemaError(f"{self.root}: store has schema {name!r}, expected {' or '.join(schemas)}")
-        self.schema = get_schema(name)
-        if version != self.schema.version:
-            raise SchemaError(f"{self.root}: schema {name} version {version}, this fermaps reads "
-                              f"version {self.schema.version}; regenerate the store")
+        doc, self.schema = read_index(self.root, schemas)
         self.shard_items: dict[str, tuple[str, ...]] = {}
         self.where: dict[str, tuple[str, int]] = {}
         for sh in doc["shards"]:

@@ -194,7 +194,7 @@ def test_label_map_remaps_and_unlabelled_items_are_refused(stores):
 def test_bad_keys_and_wrong_stores_fail_clearly(stores, tmp_path):
     with pytest.raises(KeyError, match="not in the store"):
         MapsDataset(stores["maps"], ["no/such/item"])
-    with pytest.raises(SchemaError, match="expected maps_clean or maps"):
+    with pytest.raises(SchemaError, match="expected 'maps_clean' or 'maps'"):
         MapsDataset(stores["aligned"], LABELLED[:1])
     with pytest.raises(SchemaError, match="not a store"):
         MapsDataset(tmp_path, LABELLED[:1])
