@@ -189,7 +189,7 @@ def _check_select(select) -> str | tuple[float, float]:
     return (x, y)
 
 
-def _choose(boxes: np.ndarray, scores: np.ndarray, select, shape) -> int:
+def choose_face(boxes: np.ndarray, scores: np.ndarray, select, shape) -> int:
     """Index of the face ``select`` picks; boxes (N, 4) x0 y0 x1 y1, scores (N,)."""
     if len(boxes) == 1:
         return 0
@@ -229,7 +229,8 @@ def _model_file(name: str) -> str:
 
 
 @functools.lru_cache(maxsize=1)
-def _dlib_hog_and_predictor():
+def dlib_models():
+    """(HOG face detector, 68-point shape predictor), loaded once per process."""
     import dlib
     return (dlib.get_frontal_face_detector(),
             dlib.shape_predictor(_model_file("shape_predictor_68_face_landmarks.dat")))
@@ -241,7 +242,7 @@ def _dlib_mmod():
     return dlib.cnn_face_detection_model_v1(_model_file("mmod_human_face_detector.dat"))
 
 
-_DLIB_LOCK = threading.Lock()
+DLIB_LOCK = threading.Lock()
 
 
 def _rect_box(r) -> list[float]:
@@ -249,8 +250,8 @@ def _rect_box(r) -> list[float]:
 
 
 def _detect_dlib(img: np.ndarray, upsample: int, select, mmod_fallback: bool) -> LandmarkResult:
-    with _DLIB_LOCK:
-        hog, predictor = _dlib_hog_and_predictor()
+    with DLIB_LOCK:
+        hog, predictor = dlib_models()
         rects, scores, _ = hog.run(img, upsample, 0.0)
         provenance = "dlib"
         if len(rects) == 0 and mmod_fallback:
@@ -264,7 +265,7 @@ def _detect_dlib(img: np.ndarray, upsample: int, select, mmod_fallback: bool) ->
                                       f"(upsample {upsample}, image {img.shape[1]}x{img.shape[0]})")
         boxes = np.array([_rect_box(r) for r in rects], dtype=np.float64)
         scores = np.asarray(scores, dtype=np.float64)
-        k = _choose(boxes, scores, select, img.shape)
+        k = choose_face(boxes, scores, select, img.shape)
         shape = predictor(img, rects[k])
     pts = np.array([(shape.part(i).x, shape.part(i).y) for i in range(shape.num_parts)],
                    dtype=np.float64)
@@ -476,7 +477,7 @@ def _detect_mediapipe(img: np.ndarray, select) -> LandmarkResult:
                        m[:N_MESH, 0].max(), m[:N_MESH, 1].max()] for m in meshes])
     points = [map_468_to_68(m[:, :2]) for m in meshes]
     scores, det_boxes = _match_detections(points, answer.get("detections", []))
-    k = _choose(boxes, scores, select, img.shape)
+    k = choose_face(boxes, scores, select, img.shape)
     box = det_boxes[k] if det_boxes[k] is not None else boxes[k]
     prov = tuple("mediapipe:" + "+".join(str(v) for v in mesh_vertices_of(i))
                  for i in range(N_POINTS))

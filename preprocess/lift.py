@@ -382,9 +382,9 @@ def pixels_to_mesh(vertices, faces, pixels, extent, pixel_size_mm: float, *,
     with zeros.  Raises InputError: bad or non-finite vertices/faces, non-finite pixels
     or extent, pixels not (N, 2).
     """
-    from preprocess.render import _mesh  # the renderer's own mesh checks, same messages
+    from preprocess.render import check_mesh  # the renderer's own mesh checks, same messages
 
-    v, f = _mesh(vertices, faces, item)
+    v, f = check_mesh(vertices, faces, item)
     px = np.asarray(pixels, dtype=np.float64)
     if px.ndim != 2 or px.shape[1] != 2:
         raise InputError(item, f"pixels must be (N, 2), got {px.shape}")
@@ -452,13 +452,13 @@ def lift_landmarks(vertices, faces, *, texture=None, uv=None, face_uv=None, colo
     a bad ``view``, size, backend or upsample.
     """
     from preprocess.landmarks import detect_landmarks
-    from preprocess.render import _mesh, render_orthographic
+    from preprocess.render import check_mesh, render_orthographic
 
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
         raise ValueError(f"size must be a positive integer (square render), got {size!r}")
     if try_turns is None:
         try_turns = isinstance(view, str) and view == "auto"
-    v, f = _mesh(vertices, faces, item)
+    v, f = check_mesh(vertices, faces, item)
     fv = _view_of(view, v, f, item)
     r = render_orthographic(fv.apply(v), f, size=int(size), texture=texture, uv=uv,
                             face_uv=face_uv, colors=colors, item=item)

@@ -90,7 +90,9 @@ class AttributeMaps:
 
 # --------------------------------------------------------------------------- checks
 
-def _mesh(vertices, faces, item) -> tuple[np.ndarray, np.ndarray]:
+def check_mesh(vertices, faces, item) -> tuple[np.ndarray, np.ndarray]:
+    """(V, 3) float64 vertices and (F, 3) int64 faces, or InputError naming ``item``
+    (empty, non-finite, bad shapes, indices out of range); shared with preprocess.lift."""
     v = np.asarray(vertices, dtype=np.float64)
     f = np.asarray(faces)
     if v.ndim != 2 or v.shape[1] != 3:
@@ -180,7 +182,7 @@ def render_orthographic(vertices, faces, *, size: int | tuple[int, int] = 112,
     """
     import open3d as o3d  # heavy import, only where rendering happens
 
-    v, f = _mesh(vertices, faces, item)
+    v, f = check_mesh(vertices, faces, item)
     (h, w), extent, px = _grid(v, size, extent_mm, item)
     if vertex_attrs is None:
         attrs_v = np.zeros((len(v), 0))
@@ -327,7 +329,7 @@ def attribute_maps(vertices, faces, normals, shape_index, *,
 
     Returns :class:`AttributeMaps`; channel formulas in ``CHANNEL_NORMALISATION``.
     """
-    v, f = _mesh(vertices, faces, item)
+    v, f = check_mesh(vertices, faces, item)
     n_v = _per_vertex(normals, len(v), 3, "normals", item)
     s_v = _per_vertex(shape_index, len(v), None, "shape_index", item)
     if not (np.isfinite(depth_range_mm) and depth_range_mm > 0):

@@ -80,7 +80,7 @@ import numpy as np
 
 from data_schema.errors import InputError
 from preprocess.landmarks import (
-    _DLIB_LOCK, _choose, _dlib_hog_and_predictor, detect_landmarks, landmarks_from_file,
+    DLIB_LOCK, choose_face, dlib_models, detect_landmarks, landmarks_from_file,
 )
 from preprocess.scan import Landmarks
 
@@ -376,8 +376,8 @@ def _predict(frame: np.ndarray, box: np.ndarray) -> np.ndarray:
     import dlib
 
     x0, y0, x1, y1 = (round(float(v)) for v in box)
-    with _DLIB_LOCK:
-        shape = _dlib_hog_and_predictor()[1](frame, dlib.rectangle(x0, y0, x1, y1))
+    with DLIB_LOCK:
+        shape = dlib_models()[1](frame, dlib.rectangle(x0, y0, x1, y1))
     return np.array([(shape.part(i).x, shape.part(i).y) for i in range(N_POINTS)],
                     dtype=np.float64)
 
@@ -406,7 +406,7 @@ def _detect(frame: np.ndarray, detector: str, upsample: int, hint) -> _Observati
         return _Observation(None, None, 0.0, "detected",
                             f"no face found by the Haar cascade (image "
                             f"{frame.shape[1]}x{frame.shape[0]})")
-    k = _choose(boxes, scores, select, frame.shape)
+    k = choose_face(boxes, scores, select, frame.shape)
     return _Observation(_predict(frame, boxes[k]), boxes[k], float(scores[k]), "detected")
 
 
@@ -424,8 +424,8 @@ def _verify(frame: np.ndarray, box: np.ndarray, detector: str) -> tuple[np.ndarr
     win = cv2.warpAffine(frame, W, (n, n), flags=cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     if detector == "dlib":
-        with _DLIB_LOCK:
-            rects, scores, _ = _dlib_hog_and_predictor()[0].run(win, 0, 0.0)
+        with DLIB_LOCK:
+            rects, scores, _ = dlib_models()[0].run(win, 0, 0.0)
         boxes = np.array([[r.left(), r.top(), r.right(), r.bottom()] for r in rects],
                          dtype=np.float64).reshape(-1, 4)
         scores = np.asarray(scores, dtype=np.float64)
