@@ -27,8 +27,10 @@ hacn5          HACN 4.2: five-fold cross-validation (random subject folds); the 
 
 WS-LGAN's CK+ / Oulu-CASIA protocol ("ten groups without subject overlapping") is
 ``ckplus10`` / ``oulu10``.  The published CK+ fold sizes (33, 39, 40, 35, 30, 37, 29, 29,
-33, 22 labelled sequences) follow from the rule and the real subject list, which is not
-available offline; the rule itself is tested on a hand-made list.
+33, 22 labelled sequences) follow from the rule over the 118 subjects that have a labelled
+sequence (tests/train/test_splits.py holds their counts); subjects with no emotion file
+must not take a place in the order, which :func:`split_manifest` ensures by dropping
+unlabelled items before folding.
 
 Readings this module commits to:
 

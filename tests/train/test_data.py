@@ -96,7 +96,13 @@ SEQ_ITEMS = [  # (dataset, subject, label, n_frames)
     ("ckplus", "S005", 1, 9), ("ckplus", "S010", 2, 9), ("ckplus", "S011", 3, 9),
     ("ckplus", "S012", 4, 3), ("mmi", "S001", 0, 9),
 ]
-SEQ_KEYS = [f"{d}/{s}/001/{lab}/001" for d, s, lab, _ in SEQ_ITEMS]
+
+
+def seq_key(dataset, subject, label, n_frames=None):
+    return f"{dataset}/{subject}/001/{label}/001"
+
+
+SEQ_KEYS = [seq_key(*it) for it in SEQ_ITEMS]
 
 
 def frame_landmarks(j):
@@ -104,9 +110,12 @@ def frame_landmarks(j):
     return np.stack([10 + j + k / 2, 30 + k / 4], axis=1).astype(np.float32)
 
 
-def make_aligned_store(root):
+def make_aligned_store(root, items=SEQ_ITEMS):
+    """aligned_frames store of ``items`` ((dataset, subject, label, n_frames)), keys by
+    :func:`seq_key`, one shard per subject."""
     shards = {}
-    for key, (ds, subj, label, n) in zip(SEQ_KEYS, SEQ_ITEMS):
+    for ds, subj, label, n in items:
+        key = seq_key(ds, subj, label)
         frames = np.stack([np.full((S, S, 3), 20 * j + 10, np.uint8) for j in range(n)])
         arrays = {"frames": frames, "landmarks68": np.stack([frame_landmarks(j) for j in range(n)]),
                   "transforms": np.zeros((n, 2, 3)), "face_found": np.ones(n, bool),
@@ -114,7 +123,8 @@ def make_aligned_store(root):
                   "frame_index": np.arange(n, dtype=np.int64),
                   "method": np.asarray(["file"] * n, dtype=object), "n_frames_in": np.int64(n),
                   "dropped": np.asarray("[]", dtype=object)}
-        shards[f"{ds}_{subj}"] = [ItemRecord(_meta(key, ds, subj, "001", str(label), label, "ckplus"), arrays)]
+        meta = _meta(key, ds, subj, "001", str(label), label, "ckplus")
+        shards.setdefault(f"{ds}_{subj}", []).append(ItemRecord(meta, arrays))
     return _write_store(root, "aligned_frames", shards)
 
 

@@ -1,8 +1,9 @@
 """train.splits: subject-independent folds, the named protocols, the split manifest.
 
 Truth: partition properties (every subject tested exactly once, train and test never
-share a subject), hand-written fold membership for the ordered CK+ rule, hand-counted
-manifest contents of a store written here."""
+share a subject), hand-written fold membership for the ordered CK+ rule, the published CK+
+fold sizes over the real labelled-subject list, hand-counted manifest contents of a store
+written here."""
 import dataclasses
 import json
 import random
@@ -12,7 +13,8 @@ import pytest
 from data_schema.errors import InputError, SchemaError
 from data_schema.schemas import get_schema
 from data_schema.store import ItemRecord, ShardEntry, Store, write_index, write_shard
-from tests.train.test_data import MAP_KEYS, MAPS_ITEMS, make_maps_store, make_masks_store
+from tests.train.test_data import (MAP_KEYS, MAPS_ITEMS, make_aligned_store, make_maps_store, make_masks_store,
+                                   seq_key)
 from train.splits import (PROTOCOLS, Fold, ckplus_folds, fixed_split, fold_items, kfold_by_subject,
                           manifest_label_map, protocol_folds, read_manifest, repeated_kfold,
                           split_manifest, validation_split, write_manifest)
@@ -69,15 +71,39 @@ def test_ckplus_rule_by_hand():
     assert [f.test for f in ckplus_folds(["S10", "S9", "S100", "S5"], k=4)] == [("S5",), ("S9",), ("S10",), ("S100",)]
 
 
+# The 118 CK+ subjects with at least one labelled sequence (an Emotion/Sxxx/nnn/*_emotion.txt
+# file), grouped by how many labelled sequences each has.  Counted from the public per-sequence
+# listing Open-Debin/Emotion-FAN data/txt/CK+_10-fold_sample_IDascendorder_step10.txt
+# (commit 19a1def5), the list behind the published fold sizes; when counted, that listing
+# also gave 327 distinct sequences and the class totals of Lucey et al. 2010 (anger 45,
+# contempt 18, disgust 59, fear 25, happy 69, sadness 28, surprise 83).
+CKPLUS_LABELLED_SEQUENCES = {
+    1: "005 028 029 083 101 105 110 112 122 139 147 148 149 151 154 155 156 157 158 160 895",
+    2: "045 051 053 059 063 072 073 077 084 086 088 091 093 094 098 107 114 126 128 135 505 999",
+    3: "010 022 034 035 037 044 052 054 056 057 058 060 061 064 069 070 076 078 079 080 081 082 "
+       "085 089 090 092 096 097 099 100 102 106 108 109 111 113 115 116 117 119 127 133 134 137 "
+       "501 502 503",
+    4: "014 026 042 046 050 062 065 066 067 068 074 075 087 095 124 129 131 136 504 506",
+    5: "032 055 071 125 130 132 138",
+    6: "011",
+}
+
+
 def test_ckplus_fold_sizes_in_sequences_follow_from_the_subject_list():
-    # 20 subjects S001..S020 with 1..4 sequences each (hand-made); k = 10 puts subjects p and
-    # p + 10 together: fold i holds S(i+1) and S(i+11).
-    seqs = {f"S{i:03d}": 1 + (i % 4) for i in range(1, 21)}
-    folds = ckplus_folds(list(seqs), k=10)
-    sizes = [sum(seqs[s] for s in f.test) for f in folds]
-    # S001+S011: 2+4, S002+S012: 3+1, S003+S013: 4+2, S004+S014: 1+3, S005+S015: 2+4, ...
-    assert sizes == [6, 4, 6, 4, 6, 4, 6, 4, 6, 4]
-    assert folds[0].test == ("S001", "S011")
+    seqs = {f"S{n}": count for count, ids in CKPLUS_LABELLED_SEQUENCES.items() for n in ids.split()}
+    assert len(seqs) == 118 and sum(seqs.values()) == 327  # Lucey et al. 2010
+    # one item per sequence, in shuffled order: the folds depend only on the subject ids
+    items = [s for s, n in seqs.items() for _ in range(n)]
+    random.Random(0).shuffle(items)
+    folds = ckplus_folds(items, k=10)
+    check_partition(folds, seqs, 10)
+    # REFERENCE.md / Emotion-FAN: labelled sequences per fold
+    assert [sum(seqs[s] for s in f.test) for f in folds] == [33, 39, 40, 35, 30, 37, 29, 29, 33, 22]
+    # the first and last folds as listed by Emotion-FAN (S501 sorts after S160, S895/S999 last)
+    assert folds[0].test == ("S005", "S035", "S054", "S064", "S074", "S084", "S094", "S106", "S116",
+                             "S130", "S147", "S501")
+    assert folds[9].test == ("S034", "S053", "S063", "S073", "S083", "S093", "S105", "S115", "S129",
+                             "S139", "S160")
 
 
 def test_fixed_split_200_51():
@@ -183,6 +209,19 @@ def test_manifest_session_and_subject_filters(maps_stores):
     assert len(m["folds"]) == 6 and m["params"]["repeats"] == 3
     m = split_manifest(maps_stores[0], "bosphorus10", seed=0, k=2, subjects=["bs001", "bs003"], val_fraction=0)
     assert m["subjects"] == ["bs001", "bs003"] and m["excluded"]["subject not selected"] == 6
+
+
+def test_ckplus_manifest_orders_only_subjects_with_a_labelled_sequence(tmp_path):
+    # S006 has only a sequence without an emotion file (label -1): it must not take a place
+    # in the ascending order, or every later subject would shift fold (the published CK+
+    # fold sizes count the 118 labelled subjects of 123)
+    items = [("ckplus", "S005", 1, 2), ("ckplus", "S006", -1, 2), ("ckplus", "S010", 7, 2),
+             ("ckplus", "S011", 3, 2), ("mmi", "S001", 0, 2)]
+    m = split_manifest(make_aligned_store(tmp_path / "aligned", items), "ckplus10", 0, k=2, val_fraction=0)
+    assert m["subjects"] == ["S005", "S010", "S011"]
+    assert m["excluded"] == {"other dataset": 1, "unlabelled": 1}
+    assert [f["test_subjects"] for f in m["folds"]] == [["S005", "S011"], ["S010"]]
+    assert m["folds"][0]["test"] == [seq_key(*items[0]), seq_key(*items[3])]
 
 
 def test_manifest_refuses_stores_that_disagree_and_bad_files(maps_stores, tmp_path):
