@@ -8,12 +8,13 @@ import numpy as np
 
 from data_schema.params import AlignVideoParams, SampleFramesParams
 from preprocess.frame_sampling import hacn_segments, stcam_indices, wslgan_last3
-from preprocess.video_align import align_sequence
 
 
 def align_video_step(rec: dict, p: AlignVideoParams, item: str) -> dict:
     """raw_frames record -> aligned_frames record (all kept frames; sampling happens
     at training time)."""
+    from preprocess.video_align import align_sequence  # cv2 and dlib: only where frames are aligned
+
     frames = rec["frames"]
     file_lm = None
     if p.use_file_landmarks and rec["has_landmarks"].all():
