@@ -110,7 +110,14 @@ def atomic_write(path: str | os.PathLike, write: "Callable[[object], None]") -> 
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary name, fsync, rename."""
+    """Write ``data`` to ``path`` through a temporary name, fsync, rename.  A file that
+    already holds exactly ``data`` is left alone (a rerun that changed nothing does not
+    touch the store's index, and pays no fsync)."""
+    try:
+        if os.path.getsize(path) == len(data) and Path(path).read_bytes() == data:
+            return
+    except OSError:  # absent or unreadable: write it
+        pass
     atomic_write(path, lambda fh: fh.write(data))
 
 
