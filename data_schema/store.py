@@ -16,7 +16,6 @@ shard's sha256 against the index.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -28,6 +27,7 @@ import h5py
 import numpy as np
 
 from data_schema.errors import SchemaError
+from data_schema.hash_cache import cached_sha256, file_sha256
 from data_schema.schemas import (
     ITEM_FIELDS,
     REQUIRED_ATTRS,
@@ -66,14 +66,6 @@ class ItemRecord:
 
     meta: ItemMeta
     arrays: Mapping[str, np.ndarray]
-
-
-def sha256_file(path: str | os.PathLike, block: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(block), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def shard_file_name(key: str) -> str:
@@ -225,7 +217,7 @@ def write_shard(path: str | os.PathLike, schema: StoreSchema, items: Sequence[It
                 _create(h5, spec, join(parts) if parts else empty, tail)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
-        digest = sha256_file(tmp)
+        digest = file_sha256(tmp)
         os.replace(tmp, path)
         _fsync_dir(path.parent)
         return digest
@@ -326,7 +318,7 @@ class Store:
             p = self.root / sh["file"]
             if not p.exists():
                 raise SchemaError(f"{p}: shard listed in the index is missing")
-            if verify and sha256_file(p) != sh["sha256"]:
+            if verify and cached_sha256(p) != sh["sha256"]:
                 raise SchemaError(f"{p}: shard content differs from the index (sha256); the store is corrupt")
             with h5py.File(p, "r") as h5:
                 for attr in REQUIRED_ATTRS:
