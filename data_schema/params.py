@@ -67,11 +67,15 @@ class IngestParams:
         items failed (they are recorded either way).
     workers : dask local worker processes (0 = one per core).
     scheduler : address of an existing dask.distributed scheduler, '' for a local one.
+    inline_items : with no scheduler, a run that computes at most this many items
+        computes them in its own process instead of starting local workers (seconds
+        of start-up for a few items of work); same bytes either way.
     """
 
     max_failed_fraction: float = field(default=0.5, metadata=EXECUTION)
     workers: int = field(default=0, metadata=EXECUTION)
     scheduler: str = field(default="", metadata=EXECUTION)
+    inline_items: int = field(default=4, metadata=EXECUTION)
 
 
 @dataclass(frozen=True)
@@ -225,11 +229,13 @@ class TrainStageParams:
 
 @dataclass(frozen=True)
 class ChainParams:
-    """Execution settings shared by the per-item 3-D stages (never change the output)."""
+    """Execution settings shared by the per-item store-to-store stages (never change
+    the output); the fields mean what they mean in IngestParams."""
 
     max_failed_fraction: float = field(default=0.5, metadata=EXECUTION)
     workers: int = field(default=0, metadata=EXECUTION)
     scheduler: str = field(default="", metadata=EXECUTION)
+    inline_items: int = field(default=4, metadata=EXECUTION)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ shard's sha256 against the index.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -28,6 +27,7 @@ import h5py
 import numpy as np
 
 from data_schema.errors import SchemaError
+from data_schema.hash_cache import cached_sha256, file_sha256
 from data_schema.schemas import (
     ITEM_FIELDS,
     REQUIRED_ATTRS,
@@ -68,14 +68,6 @@ class ItemRecord:
     arrays: Mapping[str, np.ndarray]
 
 
-def sha256_file(path: str | os.PathLike, block: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(block), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def shard_file_name(key: str) -> str:
     """A filesystem-safe shard file name for a shard key."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", key).strip("._") + ".h5"
@@ -110,7 +102,14 @@ def atomic_write(path: str | os.PathLike, write: "Callable[[object], None]") -> 
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary name, fsync, rename."""
+    """Write ``data`` to ``path`` through a temporary name, fsync, rename.  A file that
+    already holds exactly ``data`` is left alone (a rerun that changed nothing does not
+    touch the store's index, and pays no fsync)."""
+    try:
+        if os.path.getsize(path) == len(data) and Path(path).read_bytes() == data:
+            return
+    except OSError:  # absent or unreadable: write it
+        pass
     atomic_write(path, lambda fh: fh.write(data))
 
 
@@ -218,7 +217,7 @@ def write_shard(path: str | os.PathLike, schema: StoreSchema, items: Sequence[It
                 _create(h5, spec, join(parts) if parts else empty, tail)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
-        digest = sha256_file(tmp)
+        digest = file_sha256(tmp)
         os.replace(tmp, path)
         _fsync_dir(path.parent)
         return digest
@@ -319,7 +318,7 @@ class Store:
             p = self.root / sh["file"]
             if not p.exists():
                 raise SchemaError(f"{p}: shard listed in the index is missing")
-            if verify and sha256_file(p) != sh["sha256"]:
+            if verify and cached_sha256(p) != sh["sha256"]:
                 raise SchemaError(f"{p}: shard content differs from the index (sha256); the store is corrupt")
             with h5py.File(p, "r") as h5:
                 for attr in REQUIRED_ATTRS:

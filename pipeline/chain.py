@@ -14,13 +14,10 @@ import numpy as np
 from data_schema.errors import InputError
 from data_schema.params import CleanParams, CropParams, MasksParams, RegisterParams, RenderParams
 from pipeline.records import decode_png
-from preprocess.curvature import principal_curvatures, shape_index, vertex_normals
-from preprocess.depth_clean import clean_depth
 from preprocess.landmark_names import ibug_index
-from preprocess.nose import crop_sphere, find_nose_tip, landmark_nose_tip
-from preprocess.registration import register_landmarks
-from preprocess.render import attribute_maps
-from preprocess.template import load_template
+
+# Each step imports its preprocess modules (scipy, open3d, dlib behind them) itself: a
+# stage process that computes nothing, or only its own step, does not pay for the others.
 
 MESH_KEYS = ("vertices", "faces", "colors", "uv", "face_uv", "texture_png", "landmarks",
              "landmark_names", "landmark_vertex", "landmarks2d", "landmark2d_names")
@@ -59,6 +56,9 @@ def register_step(rec: dict, p: RegisterParams, item: str) -> dict:
     """raw_mesh record -> registered_mesh record (mesh and landmarks in the template frame)."""
     if p.landmarks not in ("file", "lift", "file_or_lift"):
         raise ValueError(f"register.landmarks must be file, lift or file_or_lift, got {p.landmarks!r}")
+    from preprocess.registration import register_landmarks
+    from preprocess.template import load_template
+
     has_file = len(rec["landmarks"]) > 0
     if p.landmarks == "file" and not has_file:
         raise InputError(item, "no 3-D landmarks (no landmark file beside the scan); "
@@ -80,6 +80,8 @@ def register_step(rec: dict, p: RegisterParams, item: str) -> dict:
 
 def crop_step(rec: dict, p: CropParams, item: str) -> dict:
     """registered_mesh record -> face_mesh record: nose tip, sphere crop, nose at origin."""
+    from preprocess.nose import crop_sphere, find_nose_tip, landmark_nose_tip
+
     v, f = rec["vertices"], rec["faces"]
     hint = landmark_nose_tip(rec["landmarks"], list(rec["landmark_names"])) if len(rec["landmarks"]) else None
     tip = find_nose_tip(v, f, hint=hint, hint_radius_mm=p.hint_radius_mm, item=item)
@@ -127,6 +129,9 @@ def project_landmarks68(points: np.ndarray, names, extent, pixel_size_mm: float)
 def render_step(rec: dict, p: RenderParams, item: str) -> dict:
     """face_mesh record -> maps record (8 x size x size AMDFN maps).  A face that covers
     no pixel is an InputError (an empty map never enters the store)."""
+    from preprocess.curvature import principal_curvatures, shape_index, vertex_normals
+    from preprocess.render import attribute_maps
+
     v, f = rec["vertices"], rec["faces"].astype(np.int64)
     try:
         normals = vertex_normals(v, f, weighting=p.normal_weighting)
@@ -157,6 +162,8 @@ def render_step(rec: dict, p: RenderParams, item: str) -> dict:
 def clean_step(rec: dict, p: CleanParams, item: str) -> dict:
     """maps record -> maps_clean record: FFNet-M cleaning of the depth, normals (and D)
     recomputed from the cleaned depth; C, R, G, B kept as rendered (0 on filled pixels)."""
+    from preprocess.depth_clean import clean_depth
+
     cd = clean_depth(rec["depth_mm"], rec["valid"], float(rec["pixel_size_mm"]), k=p.outlier_k,
                      sigma_floor_mm=p.sigma_floor_mm, fill_radius=p.fill_radius,
                      sigma=p.gaussian_sigma, passes=p.outlier_passes, item=item)

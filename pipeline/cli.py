@@ -28,6 +28,9 @@ CHAIN_HELP = {
     "sample_frames": "aligned_frames -> frame_samples (STCAM / HACN / WS-LGAN evaluation indices)",
 }
 
+# commands that run a per-item function on dask (or inline, for a few items)
+PER_ITEM = ("ingest", "maps", "frames", *CHAIN_DEFAULTS)
+
 
 def _exec_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("--workers", type=int, help="local dask worker processes (overrides params)")
@@ -113,6 +116,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {len(paths)} previews under {args.out}")
             return 0
         params = load_params(args.params)
+        if args.cmd in PER_ITEM:
+            # before numpy is imported: items computed in this process (small reruns)
+            # then run with the single-threaded libraries of a dask worker
+            from pipeline.runner import single_thread_env
+            single_thread_env()
         if args.cmd == "synth":
             from pipeline.stages.synth import run_synth
             return run_synth(args.out, params.synth)

@@ -7,18 +7,16 @@ from typing import Callable, Hashable
 from data_schema.store import ItemRecord, read_shard_item
 from pipeline.cache import Plan
 from pipeline.output import StoreOutput
-from pipeline.runner import Failure, dask_client, run_sharded, run_sync
-
-# Below this many items to compute, a rerun uses dask's synchronous scheduler instead of
-# starting worker processes (seconds of start-up for a few items of work).
-SMALL_RUN = 4
+from pipeline.runner import Failure, dask_client, run_inline, run_sharded
 
 
 def run_plan(func: Callable, plan: Plan, out: Callable[[Hashable], StoreOutput],
              shard_name: Callable[[Hashable], str], *, stage: str, item_name: Callable,
-             workers: int, scheduler: str) -> list[Failure]:
+             execution) -> list[Failure]:
     """Compute ``plan.compute`` with ``func(item)`` and write every shard of ``plan`` into
-    ``out(shard key)``; returns the failures."""
+    ``out(shard key)``; returns the failures.  ``execution``: the stage's execution
+    params (``workers``, ``scheduler``, ``inline_items``): with no scheduler and at most
+    ``inline_items`` items to compute, they are computed in this process."""
     for key, entry in plan.keep.items():
         out(key).keep(entry)
 
@@ -38,7 +36,7 @@ def run_plan(func: Callable, plan: Plan, out: Callable[[Hashable], StoreOutput],
     work = {k: [p.item for p in v] for k, v in plan.compute.items()}
     work = type(plan.compute)(work)
     n = plan.n_compute
-    if n == 0 or (n <= SMALL_RUN and not scheduler):
-        return run_sync(func, work, on_shard, stage=stage, item_name=item_name)
-    with dask_client(workers, scheduler) as client:
+    if n == 0 or (n <= execution.inline_items and not execution.scheduler):
+        return run_inline(func, work, on_shard, stage=stage, item_name=item_name)
+    with dask_client(execution.workers, execution.scheduler) as client:
         return run_sharded(client, func, work, on_shard, stage=stage, item_name=item_name, desc=stage)

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from data_schema.errors import InputError
-from data_schema.store import ItemMeta, ItemRecord, sha256_file
+from data_schema.hash_cache import cached_sha256
+from data_schema.store import ItemMeta, ItemRecord
 from preprocess.scan import ItemIds, Scan
 from preprocess.sequence import Sequence
 
@@ -37,7 +38,7 @@ def source_digest(path: str | os.PathLike) -> str:
         files = sorted(f for f in p.parent.iterdir() if f.is_file() and f.name.startswith(stem))
         base = p.parent
     for f in files:
-        h.update(str(f.relative_to(base)).encode() + b"\0" + sha256_file(f).encode())
+        h.update(str(f.relative_to(base)).encode() + b"\0" + cached_sha256(f).encode())
     return h.hexdigest()
 
 

@@ -9,7 +9,10 @@ recorded per item.
 
 Scheduler: a ``dask.distributed.LocalCluster`` of worker processes (one thread each)
 by default, or an existing cluster when ``scheduler`` is an address
-(``tcp://host:8786``).
+(``tcp://host:8786``).  ``run_inline`` keeps the same contract in this process, for
+reruns with a handful of items where starting workers would cost more than the work.
+dask and tqdm are imported only where a cluster is used: a rerun that computes nothing
+or a few items does not pay for them.
 """
 from __future__ import annotations
 
@@ -20,7 +23,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Hashable, Sequence
 
-from tqdm import tqdm
+# The thread settings dask's nanny gives every worker process (its
+# distributed.nanny.pre-spawn-environ): one BLAS/OpenMP thread per process.
+SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,7 @@ def run_sharded(client, func: Callable, shards: "OrderedDict[Hashable, Sequence]
     Returns every Failure, in item order.
     """
     from dask.distributed import as_completed
+    from tqdm import tqdm
 
     call = guarded(func, stage, item_name)
     n_workers = max(1, len(client.scheduler_info().get("workers", {})) or 1)
@@ -132,17 +138,24 @@ def run_sharded(client, func: Callable, shards: "OrderedDict[Hashable, Sequence]
     return sorted(failures, key=lambda f: f.item)
 
 
-def run_sync(func: Callable, shards: "OrderedDict[Hashable, Sequence]",
-             on_shard: Callable[[Hashable, list], None], *, stage: str, item_name: Callable) -> list[Failure]:
-    """The same contract as run_sharded on dask's synchronous scheduler, in this
-    process: for reruns with a handful of items, where starting worker processes
-    would cost more than the work."""
-    import dask
-
+def run_inline(func: Callable, shards: "OrderedDict[Hashable, Sequence]",
+               on_shard: Callable[[Hashable, list], None], *, stage: str, item_name: Callable) -> list[Failure]:
+    """The contract of run_sharded, computed in this process in item order (no dask):
+    for reruns with a handful of items, where starting worker processes would cost
+    more than the work.  The results are the same objects a worker would return."""
     call = guarded(func, stage, item_name)
     failures: list[Failure] = []
     for key, items in shards.items():
-        results = list(dask.compute(*[dask.delayed(call)(it) for it in items], scheduler="synchronous"))
+        results = [call(it) for it in items]
         failures += [r for r in results if isinstance(r, Failure)]
         on_shard(key, results)
     return sorted(failures, key=lambda f: f.item)
+
+
+def single_thread_env() -> None:
+    """Give this process the thread settings of a dask worker (SINGLE_THREAD_ENV), so
+    that items computed inline use the same single-threaded numerical libraries as on
+    a worker.  Effective only before numpy / OpenMP libraries are first imported."""
+    import os
+
+    os.environ.update(SINGLE_THREAD_ENV)

@@ -58,7 +58,7 @@ def run_store_stage(stage: str, step: Callable, step_params, in_root: str | os.P
     out = StoreOutput(out_root, out_schema, params, stage)
     plan = make_plan(shards, name, previous_entries(out_root, out_schema.name), out_root)
     failures = run_plan(partial(_apply, step, step_params, in_schema), plan, lambda k: out, name,
-                        stage=stage, item_name=lambda a: a.key, workers=run.workers, scheduler=run.scheduler)
+                        stage=stage, item_name=lambda a: a.key, execution=run)
     out.close([f.as_dict() for f in failures])
     return finish_stage(stage, len(store), failures, run.max_failed_fraction, {out_schema.name: out.n_items},
                         computed=plan.n_compute)

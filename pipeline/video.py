@@ -7,13 +7,16 @@ import json
 import numpy as np
 
 from data_schema.params import AlignVideoParams, SampleFramesParams
-from preprocess.frame_sampling import hacn_segments, stcam_indices, wslgan_last3
-from preprocess.video_align import align_sequence
+
+# The steps import their preprocess modules (cv2, dlib) themselves: the 3-D stages
+# import this module through the stage table and should not pay for them.
 
 
 def align_video_step(rec: dict, p: AlignVideoParams, item: str) -> dict:
     """raw_frames record -> aligned_frames record (all kept frames; sampling happens
     at training time)."""
+    from preprocess.video_align import align_sequence
+
     frames = rec["frames"]
     file_lm = None
     if p.use_file_landmarks and rec["has_landmarks"].all():
@@ -38,6 +41,8 @@ def align_video_step(rec: dict, p: AlignVideoParams, item: str) -> dict:
 
 def sample_frames_step(rec: dict, p: SampleFramesParams, item: str) -> dict:
     """aligned_frames record -> frame_samples record (evaluation indices)."""
+    from preprocess.frame_sampling import hacn_segments, stcam_indices, wslgan_last3
+
     n = len(rec["frame_index"])
     peak = "middle" if (p.mmi_peak_middle and item.startswith("mmi/")) else "last"
     return {

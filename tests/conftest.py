@@ -1,6 +1,13 @@
+import os
+import tempfile
+
 import pytest
 
 from data_schema.params import SynthParams
+
+# The sha256 stat cache of this test run (inherited by stage subprocesses and dask
+# workers), never the user's ~/.cache.
+os.environ["FERMAPS_HASH_CACHE"] = os.path.join(tempfile.mkdtemp(prefix="fermaps-hash-"), "sha256.sqlite")
 
 # A reduced embedded sample shared by the end-to-end tests (generated once per run).
 SMALL = SynthParams(seed=1, bosphorus_subjects=3, bu3dfe_subjects=1, facescape_subjects=1,

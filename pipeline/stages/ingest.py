@@ -65,7 +65,7 @@ def run_ingest(raw_root: str | os.PathLike, mesh_out: str | os.PathLike, frames_
         plan.keep.update(sub.keep), plan.planned.update(sub.planned)
     failures = run_plan(partial(ingest_one, raw_root), plan, lambda k: outs[k[0]], lambda k: k[1],
                         stage=STAGE, item_name=lambda it: os.path.relpath(it.path, raw_root),
-                        workers=params.workers, scheduler=params.scheduler)
+                        execution=params)
     kind_of = {os.path.relpath(it.path, raw_root): it.kind for it in items}
     for store, kind in (("mesh", "scan"), ("frames", "sequence")):
         outs[store].close([f.as_dict() for f in failures if kind_of[f.item] == kind])

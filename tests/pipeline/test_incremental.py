@@ -30,9 +30,13 @@ def test_rerun_add_scan_and_param_change(small_sample, tmp_path):
     assert register().computed == len(Store(st / "raw_mesh"))
     mesh0, reg0 = snapshot(st / "raw_mesh"), snapshot(st / "registered_mesh")
 
-    # nothing changed: nothing computed, no shard rewritten
+    # nothing changed: nothing computed, no shard rewritten, not even the index
+    index0 = [(st / s / name).stat().st_mtime_ns for s in ("raw_mesh", "registered_mesh")
+              for name in ("index.json", "failures.jsonl")]
     assert ingest().computed == 0 and register().computed == 0
     assert snapshot(st / "raw_mesh") == mesh0 and snapshot(st / "registered_mesh") == reg0
+    assert [(st / s / name).stat().st_mtime_ns for s in ("raw_mesh", "registered_mesh")
+            for name in ("index.json", "failures.jsonl")] == index0
 
     # one new scan in a new subject folder: one item computed, exactly one new shard
     new = raw / "bosphorus" / "bs099"

@@ -1,5 +1,6 @@
-"""Scale: joining an existing dask cluster with --scheduler gives the same bytes as a
-local run; a worker killed in the middle of a run is survived (dask retries the item)."""
+"""Scale: the same store bytes whether items are computed in the stage's own process
+(inline), on 1 or 2 local workers, or on an existing dask cluster joined with
+--scheduler; a worker killed in the middle of a run is survived (dask retries the item)."""
 import os
 import socket
 import subprocess
@@ -8,11 +9,14 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
+import dataclasses
+
 import pytest
 
-from data_schema.params import IngestParams
+from data_schema.params import ChainParams, IngestParams, Params
 from pipeline.runner import Failure, dask_client, run_sharded
 from pipeline.stages.ingest import run_ingest
+from pipeline.stages.scan_chain import run_chain_stage
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,9 +27,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    """A dask scheduler and one worker started as separate processes on loopback."""
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A dask scheduler and two workers started as separate processes on loopback."""
+    tmp_path = tmp_path_factory.mktemp("cluster")
     port = free_port()
     env = {**os.environ, "PYTHONPATH": f"{ROOT}:{os.environ.get('PYTHONPATH', '')}"}
     bindir = Path(sys.executable).parent
@@ -63,12 +68,38 @@ def store_bytes(root: Path) -> dict:
     return {p.name: p.read_bytes() for p in sorted(root.iterdir())}
 
 
-def test_joining_a_separate_scheduler_gives_identical_bytes(small_sample, tmp_path, cluster):
-    assert run_ingest(small_sample, tmp_path / "m1", tmp_path / "f1", IngestParams(workers=1)).exit_code == 0
-    res = run_ingest(small_sample, tmp_path / "m2", tmp_path / "f2", IngestParams(scheduler=cluster))
-    assert res.exit_code == 0 and res.computed == res.n_items
-    assert store_bytes(tmp_path / "m1") == store_bytes(tmp_path / "m2")
-    assert store_bytes(tmp_path / "f1") == store_bytes(tmp_path / "f2")
+INLINE, POOL = 10**6, 0  # inline_items: every run inline / never inline
+
+
+def test_ingest_bytes_inline_1_worker_2_workers_and_a_separate_scheduler(small_sample, tmp_path, cluster):
+    runs = {"inline": IngestParams(workers=1, inline_items=INLINE), "1 worker": IngestParams(workers=1, inline_items=POOL),
+            "2 workers": IngestParams(workers=2, inline_items=POOL), "scheduler": IngestParams(scheduler=cluster)}
+    stores = {}
+    for name, params in runs.items():
+        res = run_ingest(small_sample, tmp_path / name / "m", tmp_path / name / "f", params)
+        assert res.exit_code == 0 and res.computed == res.n_items > 0
+        stores[name] = (store_bytes(tmp_path / name / "m"), store_bytes(tmp_path / name / "f"))
+    for name in runs:
+        assert stores[name] == stores["inline"], name
+
+
+def test_3d_chain_bytes_inline_and_on_a_separate_scheduler(small_sample, tmp_path, cluster):
+    """Numerical stages computed in the test's own process (multi-threaded BLAS, as
+    the libraries were imported) give the bytes of single-threaded dask workers."""
+    stages = [("register", "raw_mesh", "registered_mesh"), ("crop", "registered_mesh", "face_mesh"),
+              ("render", "face_mesh", "maps"), ("clean", "maps", "maps_clean"), ("masks", "maps_clean", "masks")]
+    out = {}
+    for name, run in (("inline", ChainParams(inline_items=INLINE)), ("scheduler", ChainParams(scheduler=cluster))):
+        st = tmp_path / name
+        run_ingest(small_sample, st / "raw_mesh", st / "raw_frames", IngestParams(workers=1, inline_items=INLINE))
+        params = dataclasses.replace(Params(), run=run)
+        for stage, src, dst in stages:
+            res = run_chain_stage(stage, params, st / src, st / dst)
+            assert res.computed == res.n_items > 0
+        out[name] = {dst: store_bytes(st / dst) for _, _, dst in stages}
+    for _, _, dst in stages:
+        assert out["inline"][dst] == out["scheduler"][dst], dst
+        assert any(name.endswith(".h5") for name in out["inline"][dst]), dst
 
 
 def die_once(marker_dir: str, item: int) -> int:
