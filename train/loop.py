@@ -53,6 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from data_schema.errors import InputError
 from data_schema.store import atomic_write
 from train.config import TrainConfig
 from train.metrics import (
@@ -303,17 +304,23 @@ def _save(obj: dict, path: Path) -> None:
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """Read a ``last.pt`` / ``best.pt`` of :func:`fit` (tensors-only, ``weights_only=True``).
 
-    Raises ``ValueError`` naming the file when it is not such a checkpoint.
+    Raises ``InputError`` naming the file when it is not such a checkpoint (truncated,
+    garbage, a pickle of arbitrary objects - refused, never run - another format or
+    version).  :func:`fit` writes checkpoints atomically, so a killed run never leaves a
+    half one: a damaged ``last.pt`` was damaged by something else, and resuming stops
+    rather than silently discarding the run (delete the file to start the fold afresh).
     """
     path = os.fspath(path)
+    fresh = "; delete it to start afresh"
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch.load raises many undocumented types
-        raise ValueError(f"{path}: not a readable tensors-only checkpoint ({type(err).__name__}: {err})") from None
+        first = str(err).splitlines()[0] if str(err) else ""
+        raise InputError(path, f"not a readable tensors-only checkpoint ({type(err).__name__}: {first}){fresh}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not a fermaps training checkpoint")
+        raise InputError(path, f"not a fermaps training checkpoint{fresh}")
     if ckpt.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"{path}: checkpoint version {ckpt.get('version')}, this code reads {CHECKPOINT_VERSION}")
+        raise InputError(path, f"checkpoint version {ckpt.get('version')}, this code reads {CHECKPOINT_VERSION}{fresh}")
     return ckpt
 
 

@@ -38,9 +38,13 @@ def run_splits(stores: str, out: str, p: TrainStageParams) -> int:
     """One split manifest per model: ``OUT/<model>.json``."""
     from train.splits import split_manifest, write_manifest
 
+    from data_schema.store import read_index
+
     Path(out).mkdir(parents=True, exist_ok=True)
     for model in p.models:
         protocol, needs, _ = MODEL_DATA[model]
+        for name in needs:  # the store at STORES/<name> must hold that schema
+            read_index(Path(stores) / name, (name,))
         cfg = config_for(model, p)
         man = split_manifest([str(Path(stores) / s) for s in needs], protocol, p.seed,
                              val_fraction=cfg.val_fraction, k=p.k or None)
@@ -63,6 +67,28 @@ def _datasets(model: str, stores: Path, items: dict, label_map: dict, cfg):
     return make(items["train"], True), make(items["val"], False), make(items["test"], False)
 
 
+def _fold_parts(man: dict, man_path: Path, roots: list[Path], folds) -> dict[int, dict]:
+    """Each listed fold's train / val / test item keys, after checking that the manifest
+    was made from these very stores and that every part is non-empty.  Raises
+    InputError naming the manifest, before any training starts."""
+    from data_schema.errors import InputError
+    from train.splits import check_manifest_stores, fold_items
+
+    check_manifest_stores(man_path, man, roots)
+    parts = {}
+    for fold in folds:
+        try:
+            parts[fold] = fold_items(man, fold)
+        except KeyError:
+            have = sorted({f["index"] for f in man["folds"]})
+            raise InputError(man_path, f"no fold {fold} (folds: {have}); check params.yaml "
+                                       f"train.folds and train.k") from None
+        empty = [part for part, keys in parts[fold].items() if not keys]
+        if empty:
+            raise InputError(man_path, f"fold {fold} has no {' and no '.join(empty)} item")
+    return parts
+
+
 def run_train(model: str, stores: str, splits: str, out: str, metrics_out: str, plots_out: str,
               p: TrainStageParams) -> int:
     """Train ``model`` on each listed fold.  OUT/fold<k>/ holds last.pt, best.pt and
@@ -76,11 +102,14 @@ def run_train(model: str, stores: str, splits: str, out: str, metrics_out: str, 
     from train.loop import build_model, evaluate, fit, load_checkpoint
     from train.metrics import write_metrics
     from train.plots import write_confusion, write_history
-    from train.splits import fold_items, manifest_label_map, read_manifest
+    from data_schema.errors import InputError
+    from train.splits import manifest_label_map, read_manifest
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     cfg = config_for(model, p)
-    man = read_manifest(Path(splits) / f"{model}.json")
+    man_path = Path(splits) / f"{model}.json"
+    man = read_manifest(man_path)
+    parts = _fold_parts(man, man_path, [Path(stores) / s for s in MODEL_DATA[model][1]], p.folds)
     label_map = manifest_label_map(man)
     classes = man["classes"]
     summary = {}
@@ -88,8 +117,10 @@ def run_train(model: str, stores: str, splits: str, out: str, metrics_out: str, 
     for fold in p.folds:
         t0 = time.perf_counter()
         fold_dir = Path(out) / f"fold{fold}"
-        items = fold_items(man, fold)
-        tr, va, te = _datasets(model, Path(stores), items, label_map, cfg)
+        try:
+            tr, va, te = _datasets(model, Path(stores), parts[fold], label_map, cfg)
+        except KeyError as exc:  # an item the manifest lists is not in the store
+            raise InputError(man_path, exc.args[0]) from None
         from train.data import make_loader
         crop = cfg.data_cfg.get("crop")
         aug = augment_for(model, crop=crop) if crop else augment_for(model)
@@ -117,9 +148,17 @@ def run_train(model: str, stores: str, splits: str, out: str, metrics_out: str, 
 
 def run_evaluate(metrics_dir: str, out: str, p: TrainStageParams) -> int:
     """Gather every model's fold metrics into one summary for ``dvc metrics show``."""
+    from data_schema.errors import InputError
+
     table = {}
     for model in p.models:
-        m = json.loads((Path(metrics_dir) / f"{model}.json").read_text())
+        path = Path(metrics_dir) / f"{model}.json"
+        try:
+            m = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise InputError(path, f"no metrics of {model}; run `fermaps train {model}` first") from None
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise InputError(path, f"unreadable metrics: {exc}") from None
         folds = [v for k, v in m.items() if k.startswith("fold")]
         acc = [f["accuracy"] for f in folds]
         table[model] = {"protocol": m["protocol"], "mean_accuracy": sum(acc) / len(acc),
