@@ -11,6 +11,7 @@ import json
 import time
 from pathlib import Path
 
+from data_schema.errors import InputError
 from data_schema.params import TrainStageParams
 
 # model -> (protocol, the stores it reads, sequence protocol or None)
@@ -52,7 +53,9 @@ def run_splits(stores: str, out: str, p: TrainStageParams) -> int:
     return 0
 
 
-def _datasets(model: str, stores: Path, items: dict, label_map: dict, cfg):
+def fold_datasets(model: str, stores: Path, items: dict, label_map: dict, cfg):
+    """(train, val, test) datasets of ``model`` over ``stores`` for one fold's item keys
+    (``items``: ``train.splits.fold_items``), as the ``train`` stage reads them."""
     from train.data import MapsDataset, SequenceDataset
 
     _, needs, seq = MODEL_DATA[model]
@@ -71,7 +74,6 @@ def _fold_parts(man: dict, man_path: Path, roots: list[Path], folds) -> dict[int
     """Each listed fold's train / val / test item keys, after checking that the manifest
     was made from these very stores and that every part is non-empty.  Raises
     InputError naming the manifest, before any training starts."""
-    from data_schema.errors import InputError
     from train.splits import check_manifest_stores, fold_items
 
     check_manifest_stores(man_path, man, roots)
@@ -95,14 +97,17 @@ def run_train(model: str, stores: str, splits: str, out: str, metrics_out: str, 
     config.json (the resolved configuration); METRICS_OUT the test metrics per fold;
     PLOTS_OUT/history/<model>.csv (the curves of the first listed fold) and
     PLOTS_OUT/confusion/<model>.json (test predictions of every listed fold together, as
-    the papers report them) for ``dvc plots``."""
+    the papers report them) for ``dvc plots``.
+
+    Before any training, InputError names the manifest when it was made from other
+    stores, lacks a listed fold, or a fold part is empty; a damaged ``last.pt`` stops
+    the fold with InputError naming it (:func:`train.loop.load_checkpoint`)."""
     import torch
 
     from train.augment import augment_for
     from train.loop import build_model, evaluate, fit, load_checkpoint
     from train.metrics import write_metrics
     from train.plots import write_confusion, write_history
-    from data_schema.errors import InputError
     from train.splits import manifest_label_map, read_manifest
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -118,7 +123,7 @@ def run_train(model: str, stores: str, splits: str, out: str, metrics_out: str, 
         t0 = time.perf_counter()
         fold_dir = Path(out) / f"fold{fold}"
         try:
-            tr, va, te = _datasets(model, Path(stores), parts[fold], label_map, cfg)
+            tr, va, te = fold_datasets(model, Path(stores), parts[fold], label_map, cfg)
         except KeyError as exc:  # an item the manifest lists is not in the store
             raise InputError(man_path, exc.args[0]) from None
         from train.data import make_loader
@@ -127,6 +132,9 @@ def run_train(model: str, stores: str, splits: str, out: str, metrics_out: str, 
         net = build_model(cfg)
         # drop a last batch of a few samples: batch norm on 1-2 samples can blow up
         drop = model == "ws_lgan" or len(tr) > cfg.batch_size
+        if drop and len(tr) < cfg.batch_size:
+            raise InputError(man_path, f"fold {fold} has {len(tr)} training items, fewer than one "
+                                       f"batch of {cfg.batch_size} ({model} drops incomplete batches)")
         res = fit(net, make_loader(tr, cfg.batch_size, True, cfg.workers, cfg.seed, drop_last=drop),
                   make_loader(va, cfg.batch_size, False, cfg.workers, cfg.seed), cfg, fold_dir, augment=aug)
         if fold == p.folds[0]:
@@ -148,8 +156,6 @@ def run_train(model: str, stores: str, splits: str, out: str, metrics_out: str, 
 
 def run_evaluate(metrics_dir: str, out: str, p: TrainStageParams) -> int:
     """Gather every model's fold metrics into one summary for ``dvc metrics show``."""
-    from data_schema.errors import InputError
-
     table = {}
     for model in p.models:
         path = Path(metrics_dir) / f"{model}.json"

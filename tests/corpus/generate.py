@@ -40,9 +40,11 @@ from data_schema.errors import InputError
 from data_schema.params import Params, SynthParams
 
 TARGETS = ("read_scan", "read_sequence", "ingest", "register", "crop", "render", "clean",
-           "masks", "align_video")
+           "masks", "align_video", "splits", "train_data", "train", "evaluate")
 CHAIN_3D = ("register", "crop", "render", "clean", "masks")
 READ_TARGETS = ("read_scan", "read_sequence")
+#: Targets of the training-stage cases (kind "train", tests/corpus/train_inputs.py).
+TRAIN_TARGETS = ("splits", "train_data", "train", "evaluate")
 
 #: The embedded sample written when ``build_corpus`` finds none in its root.
 TINY = SynthParams(seed=7, bosphorus_subjects=1, bu3dfe_subjects=1, facescape_subjects=1,
@@ -75,7 +77,8 @@ class Expected:
 class Case:
     """One corpus case.
 
-    name : unique id.  input : a raw path (kind "file") or a record (kind "record").
+    name : unique id.  input : a raw path (kind "file"), a record (kind "record") or a
+        folder of training-stage inputs (kind "train": stores, splits, checkpoints).
     target : one of :data:`TARGETS`.  expect : :class:`Expected`.
     start : record cases: the stage the record is the input of (default ``target``);
         the stages from ``start`` to ``target`` run in order.
@@ -1250,6 +1253,8 @@ def align_video_nan_file_landmarks(c):
 
 # ----------------------------------------------------------------------- build / run
 
+from tests.corpus import train_inputs  # noqa: E402  (registers the training-stage cases)
+
 CASE_NAMES: tuple[str, ...] = tuple(_BUILDERS)
 
 
@@ -1289,12 +1294,15 @@ def run_case(case: Case):
     a stage -> ingest, then every stage of its branch up to the target (3-D:
     register, crop, render, clean, masks; video: align_video), returning the target's
     output record.  Record cases: the stages from ``case.start`` (default the target)
-    to the target, on a copy of the record.
+    to the target, on a copy of the record.  Training cases:
+    :func:`tests.corpus.train_inputs.run_train_case`.
     """
     from pipeline.stages.ingest import ingest_one
     from pipeline.stages.scan_chain import STAGES
     from preprocess.io import RawItem, format_of, read_scan, read_sequence
 
+    if case.kind == "train":
+        return train_inputs.run_train_case(case)
     if case.kind == "file":
         path = Path(case.input)
         if case.target == "read_scan":
