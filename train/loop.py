@@ -16,7 +16,8 @@ writes, in ``out_dir``:
 
 With ``resume=True`` (default) and a ``last.pt`` present, the run continues after the
 saved epoch, with every state restored, so on CPU "2 epochs, then resume to 4" gives the
-same weights bit for bit as "4 epochs straight" (tested).  Resuming with a different
+same weights bit for bit as "4 epochs straight" (tested, also across a SIGKILL), given
+the same torch thread count (OMP_NUM_THREADS): float sums depend on it.  Resuming with a different
 config (other than ``epochs``, ``workers``, ``device``, ``amp``) raises ``ValueError``.
 
 Devices: ``cfg.device="auto"`` takes CUDA when available.  On CUDA with ``cfg.amp`` the
