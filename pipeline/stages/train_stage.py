@@ -37,9 +37,8 @@ def config_for(model: str, p: TrainStageParams):
 
 def run_splits(stores: str, out: str, p: TrainStageParams) -> int:
     """One split manifest per model: ``OUT/<model>.json``."""
-    from train.splits import split_manifest, write_manifest
-
     from data_schema.store import read_index
+    from train.splits import split_manifest, write_manifest
 
     Path(out).mkdir(parents=True, exist_ok=True)
     for model in p.models:

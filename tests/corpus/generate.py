@@ -17,6 +17,9 @@ message must also name the file or item), or a documented fallback checked by a
 callable.  Cases that reveal a bug in the source carry a ``known_bug`` reason (see
 :data:`KNOWN_BUGS`): the test marks them ``xfail(strict=True)`` so the fix shows up.
 
+The training stages' cases (damaged stores, manifests, checkpoints and metrics, kind
+"train") live in :mod:`tests.corpus.train_inputs` and register here.
+
 Unreadable files: the corpus runs as root, where ``chmod 000`` blocks nothing, so the
 "unreadable file" cases are a broken symbolic link and a folder named like a scan.
 """
@@ -224,6 +227,11 @@ class _Ctx:
         folder = self.ckplus_dir
         seq = read_sequence(folder)
         return dict(sequence_record(seq, item_meta(seq.ids, folder, self.root, "ckplus")).arrays)
+
+    @cached_property
+    def aligned(self) -> dict:
+        """aligned_frames record of that CK+ sequence."""
+        return self.chain(dict(self.frames_record), ("align_video",))
 
     # ---- writers of good files (to be damaged by the cases)
     def bnt_file(self, xyz=None, valid=None, uv=None, texture: str | None = None,
@@ -1253,7 +1261,7 @@ def align_video_nan_file_landmarks(c):
 
 # ----------------------------------------------------------------------- build / run
 
-from tests.corpus import train_inputs  # noqa: E402  (registers the training-stage cases)
+from tests.corpus import train_inputs  # registers the training-stage cases
 
 CASE_NAMES: tuple[str, ...] = tuple(_BUILDERS)
 

@@ -6,7 +6,9 @@ allocated little; or the documented fallback, checked concretely.  Then the whol
 corpus goes through ``ingest`` next to a good sample: ``failures.jsonl`` must list
 exactly the bad files with their reasons, the stores must hold every good item, and
 nothing stored may be NaN/inf; the 3-D file cases that read fine go on through
-``fermaps maps`` (register -> crop -> render -> clean) with the same bookkeeping.
+``fermaps maps`` (register -> crop -> render -> clean) with the same bookkeeping.  The
+training stages' cases (tests/corpus/train_inputs.py) run through ``splits``, the
+training datasets, ``train`` and ``evaluate``.
 """
 from __future__ import annotations
 

@@ -57,13 +57,6 @@ def _case_of(folder: Path, expect: Expected, model: str = "amdfn", **changes) ->
     return Case("", folder, "train", "", expect, params=_params(model, **changes))
 
 
-def _aligned(c) -> dict:
-    """The corpus's CK+ sequence through ``align_video`` (cached on the context)."""
-    if "aligned" not in c.__dict__:
-        c.__dict__["aligned"] = c.chain(dict(c.frames_record), ("align_video",))
-    return c.__dict__["aligned"]
-
-
 def _maps_store(folder: Path, c, labels=MAPS_LABELS, arrays: dict | None = None, name="maps_clean") -> Path:
     return write_store(folder / "stores" / name, "maps_clean",
                        copies(_META, c.maps_clean if arrays is None else arrays, labels, "bosphorus"))
@@ -71,7 +64,7 @@ def _maps_store(folder: Path, c, labels=MAPS_LABELS, arrays: dict | None = None,
 
 def _seq_store(folder: Path, c, labels=SEQ_LABELS, arrays: dict | None = None, name="aligned_frames") -> Path:
     return write_store(folder / "stores" / name, "aligned_frames",
-                       copies(_META, _aligned(c) if arrays is None else arrays, labels, "ckplus"))
+                       copies(_META, c.aligned if arrays is None else arrays, labels, "ckplus"))
 
 
 def _splits(folder: Path, model: str = "amdfn") -> Path:
@@ -247,13 +240,13 @@ def train_label_outside_the_manifest_label_map(c):
 @_case("train_data")
 def train_sequence_without_frames(c):
     folder = _folder(c, "train_sequence_without_frames")
-    _seq_store(folder, c, arrays=_frames(_aligned(c), 0))
+    _seq_store(folder, c, arrays=_frames(c.aligned, 0))
     _splits(folder, "stcam")
     return _case_of(folder, Expected(InputError, r"sequence has no aligned frame", "ckplus/S9"), model="stcam")
 
 
 def _one_frame_check(c, model: str, time_axis: int):
-    frame = _aligned(c)["frames"][0]
+    frame = c.aligned["frames"][0]
 
     def check(samples):
         assert len(samples) == 2 * len(SEQ_LABELS)
@@ -271,7 +264,7 @@ def _one_frame_check(c, model: str, time_axis: int):
 @_case("train_data")
 def train_stcam_one_frame_sequences(c):
     folder = _folder(c, "train_stcam_one_frame_sequences")
-    _seq_store(folder, c, arrays=_frames(_aligned(c), 1))
+    _seq_store(folder, c, arrays=_frames(c.aligned, 1))
     _splits(folder, "stcam")
     return _case_of(folder, _fallback(
         "STCAM's 7 frames of a one-frame sequence are that frame 7 times (clip (3, 7, S, S))",
@@ -281,7 +274,7 @@ def train_stcam_one_frame_sequences(c):
 @_case("train_data")
 def train_hacn_one_frame_sequences(c):
     folder = _folder(c, "train_hacn_one_frame_sequences")
-    _seq_store(folder, c, arrays=_frames(_aligned(c), 1))
+    _seq_store(folder, c, arrays=_frames(c.aligned, 1))
     _splits(folder, "hacn")
     return _case_of(folder, _fallback(
         "HACN's 5 segment frames of a one-frame sequence are that frame 5 times ((5, 3, S, S))",
@@ -305,7 +298,7 @@ def train_manifest_not_json(c):
 
 @_case("train")
 def train_manifest_of_an_older_store(c):
-    folder, man = _trained_setup(c, "train_manifest_of_an_older_store")
+    folder, _ = _trained_setup(c, "train_manifest_of_an_older_store")
     shutil.rmtree(folder / "stores" / "maps_clean")
     _maps_store(folder, c, labels={**MAPS_LABELS, "bs903": (0, 3)})
     return _case_of(folder, Expected(InputError, r"made from another version of .*maps_clean/index.json "
@@ -406,7 +399,13 @@ def train_metrics_garbage(c):
 
 def run_train_case(case: Case):
     """Push a training case's folder through its target (see the module docstring)."""
-    from pipeline.stages.train_stage import config_for, fold_datasets, run_evaluate, run_splits, run_train
+    from pipeline.stages.train_stage import (
+        config_for,
+        fold_datasets,
+        run_evaluate,
+        run_splits,
+        run_train,
+    )
     from train.splits import fold_items, manifest_label_map, read_manifest
 
     folder, p = Path(case.input), case.params.train

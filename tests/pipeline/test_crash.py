@@ -95,7 +95,7 @@ def kill_store_stage_at_random_points(cmd: list[str], outs: dict[Path, str], n_s
     killed = 0
     for _ in range(attempts):
         target = rng.randint(1, n_shards - 1)
-        killed += kill_when(cmd, lambda: shards_on_disk(*outs) >= target)
+        killed += kill_when(cmd, lambda target=target: shards_on_disk(*outs) >= target)
         for root, schema in outs.items():
             assert_whole_or_refused(root, schema)
     return killed

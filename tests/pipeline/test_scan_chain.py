@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from data_schema.store import Store
-from pipeline.cli import main
 from data_schema.errors import InputError
+from data_schema.store import Store
 from pipeline.chain import masks_step
+from pipeline.cli import main
 from tests.conftest import CHAIN_PARAMS as PARAMS
 
 
