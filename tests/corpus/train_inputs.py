@@ -326,6 +326,16 @@ def train_fold_with_an_empty_test_part(c):
     return _case_of(folder, Expected(InputError, r"fold 0 has no test item", "amdfn.json"))
 
 
+@_case("train")
+def train_fold_smaller_than_one_batch(c):
+    folder = _folder(c, "train_fold_smaller_than_one_batch")
+    _seq_store(folder, c)
+    _splits(folder, "ws_lgan")      # 3 subjects: 1 trains (2 items), 1 validates, 1 tests
+    return _case_of(folder, Expected(InputError, r"fold 0 has 2 training items, fewer than one batch of 4 "
+                                                 r"\(ws_lgan drops incomplete batches\)", "ws_lgan.json"),
+                    model="ws_lgan")
+
+
 def _checkpoint(folder: Path, obj) -> Path:
     path = folder / "models" / "fold0" / "last.pt"
     path.parent.mkdir(parents=True)
