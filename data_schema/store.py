@@ -276,17 +276,30 @@ def read_failures(root: str | os.PathLike) -> list[dict]:
     return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
 
 
+def open_shard(path: str | os.PathLike, **kwargs) -> h5py.File:
+    """Open a shard read-only; a file HDF5 cannot open (truncated, garbage, not a file)
+    raises SchemaError naming it.  ``kwargs`` go to ``h5py.File`` (e.g. ``rdcc_nbytes``)."""
+    try:
+        return h5py.File(path, "r", **kwargs)
+    except OSError as exc:
+        raise SchemaError(f"{os.fspath(path)}: not a readable HDF5 shard ({exc})") from None
+
+
 def read_index(root: str | os.PathLike, schemas: Sequence[str] | None = None) -> tuple[dict, StoreSchema]:
     """A store's ``index.json`` and its schema, checked for name (one of ``schemas``
     when given) and version, without opening any shard.  Raises SchemaError."""
     root = Path(root)
     idx = root / INDEX
+    if not root.is_dir():
+        raise SchemaError(f"{root}: not a store (no such directory)")
     if not idx.exists():
         raise SchemaError(f"{root}: not a store (no {INDEX})")
     try:
         doc = json.loads(idx.read_text())
     except (OSError, ValueError) as exc:
         raise SchemaError(f"{idx}: unreadable index: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("shards"), list):
+        raise SchemaError(f"{idx}: not a store index (a JSON object with a 'shards' list)")
     name, version = doc.get("schema"), doc.get("schema_version")
     if schemas is not None and name not in schemas:
         raise SchemaError(f"{root}: store has schema {name!r}, expected {' or '.join(repr(x) for x in schemas)}")
@@ -320,7 +333,7 @@ class Store:
                 raise SchemaError(f"{p}: shard listed in the index is missing")
             if verify and cached_sha256(p) != sh["sha256"]:
                 raise SchemaError(f"{p}: shard content differs from the index (sha256); the store is corrupt")
-            with h5py.File(p, "r") as h5:
+            with open_shard(p) as h5:
                 for attr in REQUIRED_ATTRS:
                     if attr not in h5.attrs:
                         raise SchemaError(f"{p}: missing required attribute {attr!r}")

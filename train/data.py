@@ -58,7 +58,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from data_schema.channels import CHANNELS
 from data_schema.errors import InputError, SchemaError
-from data_schema.store import read_index
+from data_schema.store import open_shard, read_index
 from preprocess.frame_sampling import (
     HACN_K,
     STCAM_K,
@@ -117,7 +117,7 @@ class _Shard:
     def __init__(self, path: str, index: _StoreIndex):
         # No chunk cache: a sample is read once per epoch, so h5py's default cache (8 MiB
         # per open dataset) would only hold whole shards in every worker's memory.
-        self.h5 = h5py.File(path, "r", rdcc_nbytes=0)
+        self.h5 = open_shard(path, rdcc_nbytes=0)
         try:
             _check_shard(self.h5, path, index)
             # the item-id column is a few bytes per item: read once, not per sample
@@ -175,6 +175,16 @@ def _check_shard(h5: h5py.File, path: str, index: _StoreIndex) -> None:
     if keys != index.shard_items[path]:
         raise SchemaError(f"{path}: item keys differ from the store's index; the index and the "
                           f"shard come from different runs")
+
+
+def _finite(arr: np.ndarray, file: str, key: str, name: str) -> np.ndarray:
+    """``arr`` when every value is finite; else SchemaError: the fermaps writers refuse
+    NaN/inf, so such a store was written by other code or damaged, and one NaN sample
+    would otherwise surface epochs later as a NaN training loss."""
+    if not np.isfinite(arr).all():
+        raise SchemaError(f"{file}: {name} of {key!r} holds NaN or inf (stores written by "
+                          f"fermaps never do: the store is damaged or foreign)")
+    return arr
 
 
 class _StoreDataset(Dataset):
@@ -295,7 +305,7 @@ class MapsDataset(_StoreDataset):
         key = self.keys[i]
         file, row = self._rows[i]
         shard = self._handles.get(file, self._maps)
-        maps = shard["maps"][row]  # one chunk: (8, H, W) float32
+        maps = _finite(shard["maps"][row], file, key, "maps")  # one chunk: (8, H, W) float32
         if tuple(maps.shape[1:]) != self.map_size:
             raise SchemaError(f"{file}: maps of {key!r} are {maps.shape[1:]}, {self.model} wants {self.map_size}")
         out = {name: torch.from_numpy(maps if idx == _ALL else np.ascontiguousarray(maps[list(idx)]))
@@ -305,7 +315,7 @@ class MapsDataset(_StoreDataset):
             mfile, mrow = self._mask_rows[i]
             mshard = self._handles.get(mfile, self._masks)
             for name, shape in self.mask_inputs.items():
-                mask = mshard[name][mrow]
+                mask = _finite(mshard[name][mrow], mfile, key, name)
                 if tuple(mask.shape) != shape:
                     raise SchemaError(f"{mfile}: {name} of {key!r} is {mask.shape}, {self.model} wants {shape}")
                 out[name] = torch.from_numpy(mask)
@@ -409,7 +419,7 @@ class SequenceDataset(_StoreDataset):
             frame = frames[0]
             view = wslgan_view(frame, None, self.size, item=key)
             la = int(shard["offsets/landmarks68"][row])
-            lm = shard["landmarks68"][la + int(idx[0])].astype(np.float64)
+            lm = _finite(shard["landmarks68"][la + int(idx[0])], file, key, "landmarks68").astype(np.float64)
             side = min(frame.shape[:2])
             y0, x0 = (frame.shape[0] - side) // 2, (frame.shape[1] - side) // 2
             # central square [x0, x0 + side) -> [0, size): pixel centres map affinely

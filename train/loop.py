@@ -16,7 +16,8 @@ writes, in ``out_dir``:
 
 With ``resume=True`` (default) and a ``last.pt`` present, the run continues after the
 saved epoch, with every state restored, so on CPU "2 epochs, then resume to 4" gives the
-same weights bit for bit as "4 epochs straight" (tested).  Resuming with a different
+same weights bit for bit as "4 epochs straight" (tested, also across a SIGKILL), given
+the same torch thread count (OMP_NUM_THREADS): float sums depend on it.  Resuming with a different
 config (other than ``epochs``, ``workers``, ``device``, ``amp``) raises ``ValueError``.
 
 Devices: ``cfg.device="auto"`` takes CUDA when available.  On CUDA with ``cfg.amp`` the
@@ -53,6 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from data_schema.errors import InputError
 from data_schema.store import atomic_write
 from train.config import TrainConfig
 from train.metrics import (
@@ -303,17 +305,23 @@ def _save(obj: dict, path: Path) -> None:
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """Read a ``last.pt`` / ``best.pt`` of :func:`fit` (tensors-only, ``weights_only=True``).
 
-    Raises ``ValueError`` naming the file when it is not such a checkpoint.
+    Raises ``InputError`` naming the file when it is not such a checkpoint (truncated,
+    garbage, a pickle of arbitrary objects - refused, never run - another format or
+    version).  :func:`fit` writes checkpoints atomically, so a killed run never leaves a
+    half one: a damaged ``last.pt`` was damaged by something else, and resuming stops
+    rather than silently discarding the run (delete the file to start the fold afresh).
     """
     path = os.fspath(path)
+    fresh = "; delete it to start afresh"
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch.load raises many undocumented types
-        raise ValueError(f"{path}: not a readable tensors-only checkpoint ({type(err).__name__}: {err})") from None
+        first = str(err).splitlines()[0] if str(err) else ""
+        raise InputError(path, f"not a readable tensors-only checkpoint ({type(err).__name__}: {first}){fresh}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not a fermaps training checkpoint")
+        raise InputError(path, f"not a fermaps training checkpoint{fresh}")
     if ckpt.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"{path}: checkpoint version {ckpt.get('version')}, this code reads {CHECKPOINT_VERSION}")
+        raise InputError(path, f"checkpoint version {ckpt.get('version')}, this code reads {CHECKPOINT_VERSION}{fresh}")
     return ckpt
 
 

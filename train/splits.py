@@ -70,7 +70,7 @@ from data_schema.labels import BASIC6, CKPLUS, FACESCAPE16_CLASSES, label_map
 from data_schema.store import INDEX, Store, atomic_write_bytes
 
 __all__ = [
-    "Fold", "Protocol", "PROTOCOLS", "ValidationSplit", "ckplus_folds", "fixed_split",
+    "Fold", "Protocol", "PROTOCOLS", "ValidationSplit", "check_manifest_stores", "ckplus_folds", "fixed_split",
     "fold_items", "kfold_by_subject", "manifest_label_map", "protocol_classes", "protocol_folds", "read_manifest",
     "repeated_kfold", "split_manifest", "validation_split", "write_manifest",
 ]
@@ -393,6 +393,9 @@ def split_manifest(store_roots: str | os.PathLike | Sequence[str | os.PathLike],
             reason = "other dataset"
         elif m.label < 0:
             reason = "unlabelled"
+        elif m.label >= lm.n_classes:
+            raise SchemaError(f"{stores[0].root}: item {key!r} has label {m.label}, outside the "
+                              f"{ds} label map (0..{lm.n_classes - 1}); the store is damaged")
         elif lm.class_name(m.label) not in classes:
             reason = "class not in the protocol"
         elif p.sessions is not None and m.session not in p.sessions:
@@ -412,7 +415,10 @@ def split_manifest(store_roots: str | os.PathLike | Sequence[str | os.PathLike],
     by_subject: dict[str, list[str]] = {s: [] for s in subj}
     for key, s in subject_of.items():
         by_subject[s].append(key)
-    folds = protocol_folds(protocol, subj, seed, k=k, repeats=repeats, n_train=n_train)
+    try:
+        folds = protocol_folds(protocol, subj, seed, k=k, repeats=repeats, n_train=n_train)
+    except ValueError as exc:  # e.g. fewer subjects than folds: say which stores
+        raise ValueError(f"{', '.join(map(str, roots))}: protocol {protocol!r}: {exc}") from None
 
     def items(ss: Sequence[str]) -> list[str]:
         return sorted(key for s in ss for key in by_subject[s])
@@ -494,6 +500,24 @@ def _check_manifest(path: Path, doc) -> None:
                 if both:
                     noun = "subjects" if kind else "items"
                     raise InputError(path, f"{where}: {a} and {b} share {noun} {sorted(both)[:5]}")
+
+
+def check_manifest_stores(path: str | os.PathLike, manifest: Mapping,
+                          store_roots: Sequence[str | os.PathLike]) -> None:
+    """Check that ``store_roots`` (in the order the manifest was made from) are the stores
+    the manifest at ``path`` was made from: same ``index.json`` bytes (sha256).  Raises
+    InputError naming the manifest when a store changed since (its folds may list items
+    the store no longer holds, or miss new ones)."""
+    made_from = manifest.get("stores", [])
+    if len(made_from) != len(store_roots):
+        raise InputError(path, f"made from {len(made_from)} store(s), given {len(store_roots)}")
+    for root, rec in zip(store_roots, made_from):
+        root = Path(root)
+        now = _index_sha256(root) if (root / INDEX).is_file() else "missing"
+        if now != rec.get("index_sha256"):
+            raise InputError(path, f"made from another version of {root / INDEX} ("
+                                   f"{'it is missing' if now == 'missing' else 'sha256 differs'}); "
+                                   f"rerun `fermaps splits`")
 
 
 def fold_items(manifest: Mapping, index: int, repeat: int = 0) -> dict[str, list[str]]:

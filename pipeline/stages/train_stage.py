@@ -11,6 +11,7 @@ import json
 import time
 from pathlib import Path
 
+from data_schema.errors import InputError
 from data_schema.params import TrainStageParams
 
 # model -> (protocol, the stores it reads, sequence protocol or None)
@@ -36,11 +37,14 @@ def config_for(model: str, p: TrainStageParams):
 
 def run_splits(stores: str, out: str, p: TrainStageParams) -> int:
     """One split manifest per model: ``OUT/<model>.json``."""
+    from data_schema.store import read_index
     from train.splits import split_manifest, write_manifest
 
     Path(out).mkdir(parents=True, exist_ok=True)
     for model in p.models:
         protocol, needs, _ = MODEL_DATA[model]
+        for name in needs:  # the store at STORES/<name> must hold that schema
+            read_index(Path(stores) / name, (name,))
         cfg = config_for(model, p)
         man = split_manifest([str(Path(stores) / s) for s in needs], protocol, p.seed,
                              val_fraction=cfg.val_fraction, k=p.k or None)
@@ -48,7 +52,9 @@ def run_splits(stores: str, out: str, p: TrainStageParams) -> int:
     return 0
 
 
-def _datasets(model: str, stores: Path, items: dict, label_map: dict, cfg):
+def fold_datasets(model: str, stores: Path, items: dict, label_map: dict, cfg):
+    """(train, val, test) datasets of ``model`` over ``stores`` for one fold's item keys
+    (``items``: ``train.splits.fold_items``), as the ``train`` stage reads them."""
     from train.data import MapsDataset, SequenceDataset
 
     _, needs, seq = MODEL_DATA[model]
@@ -63,24 +69,51 @@ def _datasets(model: str, stores: Path, items: dict, label_map: dict, cfg):
     return make(items["train"], True), make(items["val"], False), make(items["test"], False)
 
 
+def _fold_parts(man: dict, man_path: Path, roots: list[Path], folds) -> dict[int, dict]:
+    """Each listed fold's train / val / test item keys, after checking that the manifest
+    was made from these very stores and that every part is non-empty.  Raises
+    InputError naming the manifest, before any training starts."""
+    from train.splits import check_manifest_stores, fold_items
+
+    check_manifest_stores(man_path, man, roots)
+    parts = {}
+    for fold in folds:
+        try:
+            parts[fold] = fold_items(man, fold)
+        except KeyError:
+            have = sorted({f["index"] for f in man["folds"]})
+            raise InputError(man_path, f"no fold {fold} (folds: {have}); check params.yaml "
+                                       f"train.folds and train.k") from None
+        empty = [part for part, keys in parts[fold].items() if not keys]
+        if empty:
+            raise InputError(man_path, f"fold {fold} has no {' and no '.join(empty)} item")
+    return parts
+
+
 def run_train(model: str, stores: str, splits: str, out: str, metrics_out: str, plots_out: str,
               p: TrainStageParams) -> int:
     """Train ``model`` on each listed fold.  OUT/fold<k>/ holds last.pt, best.pt and
     config.json (the resolved configuration); METRICS_OUT the test metrics per fold;
     PLOTS_OUT/history/<model>.csv (the curves of the first listed fold) and
     PLOTS_OUT/confusion/<model>.json (test predictions of every listed fold together, as
-    the papers report them) for ``dvc plots``."""
+    the papers report them) for ``dvc plots``.
+
+    Before any training, InputError names the manifest when it was made from other
+    stores, lacks a listed fold, or a fold part is empty; a damaged ``last.pt`` stops
+    the fold with InputError naming it (:func:`train.loop.load_checkpoint`)."""
     import torch
 
     from train.augment import augment_for
     from train.loop import build_model, evaluate, fit, load_checkpoint
     from train.metrics import write_metrics
     from train.plots import write_confusion, write_history
-    from train.splits import fold_items, manifest_label_map, read_manifest
+    from train.splits import manifest_label_map, read_manifest
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     cfg = config_for(model, p)
-    man = read_manifest(Path(splits) / f"{model}.json")
+    man_path = Path(splits) / f"{model}.json"
+    man = read_manifest(man_path)
+    parts = _fold_parts(man, man_path, [Path(stores) / s for s in MODEL_DATA[model][1]], p.folds)
     label_map = manifest_label_map(man)
     classes = man["classes"]
     summary = {}
@@ -88,14 +121,19 @@ def run_train(model: str, stores: str, splits: str, out: str, metrics_out: str, 
     for fold in p.folds:
         t0 = time.perf_counter()
         fold_dir = Path(out) / f"fold{fold}"
-        items = fold_items(man, fold)
-        tr, va, te = _datasets(model, Path(stores), items, label_map, cfg)
+        try:
+            tr, va, te = fold_datasets(model, Path(stores), parts[fold], label_map, cfg)
+        except KeyError as exc:  # an item the manifest lists is not in the store
+            raise InputError(man_path, exc.args[0]) from None
         from train.data import make_loader
         crop = cfg.data_cfg.get("crop")
         aug = augment_for(model, crop=crop) if crop else augment_for(model)
         net = build_model(cfg)
         # drop a last batch of a few samples: batch norm on 1-2 samples can blow up
         drop = model == "ws_lgan" or len(tr) > cfg.batch_size
+        if drop and len(tr) < cfg.batch_size:
+            raise InputError(man_path, f"fold {fold} has {len(tr)} training items, fewer than one "
+                                       f"batch of {cfg.batch_size} ({model} drops incomplete batches)")
         res = fit(net, make_loader(tr, cfg.batch_size, True, cfg.workers, cfg.seed, drop_last=drop),
                   make_loader(va, cfg.batch_size, False, cfg.workers, cfg.seed), cfg, fold_dir, augment=aug)
         if fold == p.folds[0]:
@@ -119,7 +157,13 @@ def run_evaluate(metrics_dir: str, out: str, p: TrainStageParams) -> int:
     """Gather every model's fold metrics into one summary for ``dvc metrics show``."""
     table = {}
     for model in p.models:
-        m = json.loads((Path(metrics_dir) / f"{model}.json").read_text())
+        path = Path(metrics_dir) / f"{model}.json"
+        try:
+            m = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise InputError(path, f"no metrics of {model}; run `fermaps train {model}` first") from None
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise InputError(path, f"unreadable metrics: {exc}") from None
         folds = [v for k, v in m.items() if k.startswith("fold")]
         acc = [f["accuracy"] for f in folds]
         table[model] = {"protocol": m["protocol"], "mean_accuracy": sum(acc) / len(acc),

@@ -17,6 +17,9 @@ message must also name the file or item), or a documented fallback checked by a
 callable.  Cases that reveal a bug in the source carry a ``known_bug`` reason (see
 :data:`KNOWN_BUGS`): the test marks them ``xfail(strict=True)`` so the fix shows up.
 
+The training stages' cases (damaged stores, manifests, checkpoints and metrics, kind
+"train") live in :mod:`tests.corpus.train_inputs` and register here.
+
 Unreadable files: the corpus runs as root, where ``chmod 000`` blocks nothing, so the
 "unreadable file" cases are a broken symbolic link and a folder named like a scan.
 """
@@ -40,9 +43,11 @@ from data_schema.errors import InputError
 from data_schema.params import Params, SynthParams
 
 TARGETS = ("read_scan", "read_sequence", "ingest", "register", "crop", "render", "clean",
-           "masks", "align_video")
+           "masks", "align_video", "splits", "train_data", "train", "evaluate")
 CHAIN_3D = ("register", "crop", "render", "clean", "masks")
 READ_TARGETS = ("read_scan", "read_sequence")
+#: Targets of the training-stage cases (kind "train", tests/corpus/train_inputs.py).
+TRAIN_TARGETS = ("splits", "train_data", "train", "evaluate")
 
 #: The embedded sample written when ``build_corpus`` finds none in its root.
 TINY = SynthParams(seed=7, bosphorus_subjects=1, bu3dfe_subjects=1, facescape_subjects=1,
@@ -75,7 +80,8 @@ class Expected:
 class Case:
     """One corpus case.
 
-    name : unique id.  input : a raw path (kind "file") or a record (kind "record").
+    name : unique id.  input : a raw path (kind "file"), a record (kind "record") or a
+        folder of training-stage inputs (kind "train": stores, splits, checkpoints).
     target : one of :data:`TARGETS`.  expect : :class:`Expected`.
     start : record cases: the stage the record is the input of (default ``target``);
         the stages from ``start`` to ``target`` run in order.
@@ -221,6 +227,11 @@ class _Ctx:
         folder = self.ckplus_dir
         seq = read_sequence(folder)
         return dict(sequence_record(seq, item_meta(seq.ids, folder, self.root, "ckplus")).arrays)
+
+    @cached_property
+    def aligned(self) -> dict:
+        """aligned_frames record of that CK+ sequence."""
+        return self.chain(dict(self.frames_record), ("align_video",))
 
     # ---- writers of good files (to be damaged by the cases)
     def bnt_file(self, xyz=None, valid=None, uv=None, texture: str | None = None,
@@ -1250,6 +1261,8 @@ def align_video_nan_file_landmarks(c):
 
 # ----------------------------------------------------------------------- build / run
 
+from tests.corpus import train_inputs  # registers the training-stage cases
+
 CASE_NAMES: tuple[str, ...] = tuple(_BUILDERS)
 
 
@@ -1289,12 +1302,15 @@ def run_case(case: Case):
     a stage -> ingest, then every stage of its branch up to the target (3-D:
     register, crop, render, clean, masks; video: align_video), returning the target's
     output record.  Record cases: the stages from ``case.start`` (default the target)
-    to the target, on a copy of the record.
+    to the target, on a copy of the record.  Training cases:
+    :func:`tests.corpus.train_inputs.run_train_case`.
     """
     from pipeline.stages.ingest import ingest_one
     from pipeline.stages.scan_chain import STAGES
     from preprocess.io import RawItem, format_of, read_scan, read_sequence
 
+    if case.kind == "train":
+        return train_inputs.run_train_case(case)
     if case.kind == "file":
         path = Path(case.input)
         if case.target == "read_scan":

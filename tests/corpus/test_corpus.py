@@ -6,7 +6,9 @@ allocated little; or the documented fallback, checked concretely.  Then the whol
 corpus goes through ``ingest`` next to a good sample: ``failures.jsonl`` must list
 exactly the bad files with their reasons, the stores must hold every good item, and
 nothing stored may be NaN/inf; the 3-D file cases that read fine go on through
-``fermaps maps`` (register -> crop -> render -> clean) with the same bookkeeping.
+``fermaps maps`` (register -> crop -> render -> clean) with the same bookkeeping.  The
+training stages' cases (tests/corpus/train_inputs.py) run through ``splits``, the
+training datasets, ``train`` and ``evaluate``.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from tests.corpus.generate import (
     KNOWN_BUGS,
     READ_TARGETS,
     TARGETS,
+    TRAIN_TARGETS,
     build_corpus,
     run_case,
 )
@@ -66,12 +69,16 @@ def test_the_corpus_covers_every_reader_and_stage(corpus):
     assert {"bnt", "wrl", "obj", "abs", "abs.gz", "ply", "mp4", "avi"} <= suffixes
     assert any(c.kind == "file" and Path(c.input).is_dir() and "cohn-kanade-images" in str(c.input)
                for c in cases.values())
+    assert {c.target for c in cases.values() if c.kind == "train"} == set(TRAIN_TARGETS)
     for c in cases.values():
-        assert c.kind in ("file", "record") and c.expect.names
+        assert c.kind in ("file", "record", "train") and c.expect.names
         assert (c.expect.error is None) == (c.expect.check is not None), c.name
         assert c.expect.error is None or c.expect.match, c.name
         if c.kind == "file":
             assert Path(c.input).is_relative_to(raw) and os.path.lexists(c.input), c.name
+        elif c.kind == "train":
+            assert Path(c.input).is_relative_to(raw) and Path(c.input).is_dir(), c.name
+            assert (c.target in TRAIN_TARGETS) and c.params.train.models, c.name
         else:
             assert c.item == f"corpus/{c.name}"
 
@@ -97,6 +104,16 @@ def test_case(corpus, name):
     if isinstance(info.value, InputError):
         assert e.names in info.value.path, info.value.path
     assert peak < MAX_READ_PEAK_BYTES, f"reading allocated {peak / 2**20:.0f} MiB"
+
+
+def test_a_checkpoint_is_never_unpickled_with_code(corpus):
+    """The planted pickle is refused (test_case) and the code in it never ran."""
+    from tests.corpus.train_inputs import PLANTED_MARK
+
+    case = corpus[1]["train_checkpoint_pickle_with_code"]
+    with pytest.raises(InputError):
+        run_case(case)
+    assert not (Path(case.input) / "models" / "fold0" / PLANTED_MARK).exists()
 
 
 def _store_items_finite(root: Path, schema: str) -> list:

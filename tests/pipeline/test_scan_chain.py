@@ -7,28 +7,16 @@ import json
 import numpy as np
 import pytest
 
-from data_schema.params import ChainParams, IngestParams, Params
-from data_schema.store import Store
-from pipeline.cli import main
-from pipeline.stages.ingest import run_ingest
 from data_schema.errors import InputError
+from data_schema.store import Store
 from pipeline.chain import masks_step
-from pipeline.stages.scan_chain import run_chain_stage
-
-PARAMS = dataclasses.replace(Params(), run=ChainParams(workers=1))
+from pipeline.cli import main
+from tests.conftest import CHAIN_PARAMS as PARAMS
 
 
 @pytest.fixture(scope="module")
-def stores(small_sample, tmp_path_factory):
-    root = tmp_path_factory.mktemp("stores")
-    assert run_ingest(small_sample, root / "raw_mesh", root / "raw_frames", IngestParams(workers=1)).exit_code == 0
-    chain = [("register", "raw_mesh", "registered_mesh"), ("crop", "registered_mesh", "face_mesh"),
-             ("render", "face_mesh", "maps"), ("clean", "maps", "maps_clean"),
-             ("masks", "maps_clean", "masks")]
-    for stage, src, dst in chain:
-        res = run_chain_stage(stage, PARAMS, root / src, root / dst)
-        assert res.exit_code == 0 and res.n_failed == 0, stage
-    return root
+def stores(chain_stores):
+    return chain_stores
 
 
 def angle_deg(R):

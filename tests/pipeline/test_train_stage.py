@@ -1,37 +1,21 @@
 """The training stages' wiring on the reduced sample: splits -> train -> evaluate writes
 checkpoints, test metrics and plot files; bad set-ups fail with a clear message."""
-import dataclasses
 import json
 
 import pytest
 
-from data_schema.params import ChainParams, IngestParams, Params, TrainStageParams
-from pipeline.stages.ingest import run_ingest
-from pipeline.stages.scan_chain import run_chain_stage
+from data_schema.params import TrainStageParams
 from pipeline.stages.train_stage import run_evaluate, run_splits, run_train
 
-PARAMS = dataclasses.replace(Params(), run=ChainParams(workers=1))
 
-
-@pytest.fixture(scope="module")
-def stores(small_sample, tmp_path_factory):
-    root = tmp_path_factory.mktemp("tstores")
-    assert run_ingest(small_sample, root / "raw_mesh", root / "raw_frames", IngestParams(workers=1)).exit_code == 0
-    for stage, src, dst in (("register", "raw_mesh", "registered_mesh"), ("crop", "registered_mesh", "face_mesh"),
-                            ("render", "face_mesh", "maps"), ("clean", "maps", "maps_clean"),
-                            ("masks", "maps_clean", "masks"), ("align_video", "raw_frames", "aligned_frames")):
-        assert run_chain_stage(stage, PARAMS, root / src, root / dst).exit_code == 0
-    return root
-
-
-def test_splits_train_evaluate(stores, tmp_path):
+def test_splits_train_evaluate(chain_stores, tmp_path):
     p = TrainStageParams(models=("amdfn",), epochs=1, k=3, folds=(0,))
-    assert run_splits(str(stores), str(tmp_path / "splits"), p) == 0
+    assert run_splits(str(chain_stores), str(tmp_path / "splits"), p) == 0
     man = json.loads((tmp_path / "splits" / "amdfn.json").read_text())
     fold = man["folds"][0]
     assert not set(fold["train_subjects"]) & set(fold["test_subjects"])
     assert not set(fold["val_subjects"]) & set(fold["test_subjects"])
-    assert run_train("amdfn", str(stores), str(tmp_path / "splits"), str(tmp_path / "models" / "amdfn"),
+    assert run_train("amdfn", str(chain_stores), str(tmp_path / "splits"), str(tmp_path / "models" / "amdfn"),
                      str(tmp_path / "metrics" / "amdfn.json"), str(tmp_path / "plots"), p) == 0
     assert (tmp_path / "models" / "amdfn" / "fold0" / "best.pt").exists()
     assert (tmp_path / "models" / "amdfn" / "fold0" / "config.json").exists()
@@ -43,7 +27,7 @@ def test_splits_train_evaluate(stores, tmp_path):
     assert "amdfn" in json.loads((tmp_path / "evaluation.json").read_text())
 
 
-def test_more_folds_than_subjects_is_a_clear_error(stores, tmp_path):
+def test_more_folds_than_subjects_is_a_clear_error(chain_stores, tmp_path):
     p = TrainStageParams(models=("amdfn",), k=4)
     with pytest.raises(ValueError, match="subject"):
-        run_splits(str(stores), str(tmp_path / "splits"), p)
+        run_splits(str(chain_stores), str(tmp_path / "splits"), p)

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from data_schema.errors import InputError
 from train.augment import augment_for
 from train.config import PAPER_CONFIGS, SMALL_CPU_CONFIGS, TrainConfig, paper_config
 from train.data import make_loader
@@ -399,10 +400,10 @@ class Payload:
 
 def test_checkpoints_are_tensors_only(tmp_path):
     torch.save({"format": "fermaps-train-checkpoint", "version": 1, "evil": Payload()}, tmp_path / "x.pt")
-    with pytest.raises(ValueError, match="not a readable tensors-only checkpoint"):
+    with pytest.raises(InputError, match="not a readable tensors-only checkpoint"):
         load_checkpoint(tmp_path / "x.pt")
     torch.save({"state_dict": {}}, tmp_path / "y.pt")
-    with pytest.raises(ValueError, match="not a fermaps training checkpoint"):
+    with pytest.raises(InputError, match="not a fermaps training checkpoint"):
         load_checkpoint(tmp_path / "y.pt")
 
 
