@@ -122,6 +122,10 @@ class TrainConfig:
         WS-LGAN's ``{"weights": [1, 1, 2, 1, 1]}``.
     data_cfg : options for building the datasets (e.g. ``{"frame_size": 64}``); the loop
         does not read them, the data code does.
+    precise_bn_batches : before each validation, recompute the batch-norm running
+        statistics as plain averages over up to this many training batches seen as the
+        evaluation sees them (``train.batchnorm``); 0 = keep the momentum averages (the
+        papers' setting).
     source : where the values come from (paper section, or "ours: ...").
     """
 
@@ -144,6 +148,7 @@ class TrainConfig:
     dataset: str = ""
     loss_cfg: Mapping[str, Any] = field(default_factory=dict)
     data_cfg: Mapping[str, Any] = field(default_factory=dict)
+    precise_bn_batches: int = 0
     source: str = ""
 
     def __post_init__(self):
@@ -163,7 +168,8 @@ class TrainConfig:
         want = {"model": str, "optimizer": str, "lr": (int, float), "momentum": (int, float),
                 "nesterov": bool, "weight_decay": (int, float), "gamma": (int, float),
                 "epochs": int, "batch_size": int, "seed": int, "amp": bool, "workers": int,
-                "device": str, "val_fraction": (int, float), "dataset": str, "source": str}
+                "device": str, "val_fraction": (int, float), "dataset": str, "source": str,
+                "precise_bn_batches": int}
         for name, types in want.items():
             v = getattr(self, name)
             # bool is an int subclass: reject True where a number is meant, and vice versa
@@ -199,6 +205,8 @@ class TrainConfig:
             problems.append(f"batch_size must be >= 1, got {self.batch_size}")
         if self.workers < 0:
             problems.append(f"workers must be >= 0, got {self.workers}")
+        if self.precise_bn_batches < 0:
+            problems.append(f"precise_bn_batches must be >= 0, got {self.precise_bn_batches}")
         if not 0 <= self.val_fraction < 1:
             problems.append(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if problems:

@@ -56,6 +56,7 @@ from torch import nn
 
 from data_schema.errors import InputError
 from data_schema.store import atomic_write
+from train.batchnorm import recompute_bn_statistics
 from train.config import TrainConfig
 from train.metrics import (
     accuracy,
@@ -408,6 +409,34 @@ def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
+def _fixed_order(loader: Iterable[Mapping[str, torch.Tensor]]) -> Iterable[Mapping[str, torch.Tensor]]:
+    """The loader's samples in their stored order, without drawing from its shuffling
+    generator (which is checkpointed: drawing would change the next epoch's batches)."""
+    if isinstance(loader, torch.utils.data.DataLoader):
+        return torch.utils.data.DataLoader(loader.dataset, batch_size=loader.batch_size, shuffle=False,
+                                           num_workers=0, collate_fn=loader.collate_fn)
+    return loader
+
+
+def _precise_bn(model: nn.Module, train_loader, max_batches: int, device: torch.device, amp: bool,
+                augment: Augment | None) -> int:
+    """Batch-norm statistics from the training samples as evaluation sees them
+    (``train.batchnorm``); returns the batches used."""
+    gen = torch.Generator().manual_seed(0)  # evaluation steps draw nothing; a fixed one
+
+    def batches():
+        for batch in _fixed_order(train_loader):
+            batch = _to_device(batch, device)
+            yield augment(batch, gen, train=False) if augment is not None else batch
+
+    def forward(m: nn.Module, batch) -> None:
+        args, kwargs = model_inputs(m, batch)
+        with _autocast(device, amp):
+            m(*args, **kwargs)
+
+    return recompute_bn_statistics(model, batches(), forward, max_batches)
+
+
 def _config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     keys = sorted((set(saved) | set(current)) - set(RESUMABLE_CHANGES))
     return [f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in keys if saved.get(k) != current.get(k)]
@@ -527,6 +556,8 @@ def fit(model: nn.Module, train_loader: Iterable[Mapping[str, torch.Tensor]],
             raise ValueError("the training loader gave no sample")
         train_seconds = time.perf_counter() - t0
         scheduler.step()
+        if cfg.precise_bn_batches:
+            _precise_bn(model, train_loader, cfg.precise_bn_batches, device, use_amp, augment)
         val = evaluate(model, val_loader, n_classes, loss_fn=loss_fn, device=device, amp=use_amp,
                        augment=augment)
         record = {"epoch": epoch, "train_loss": loss_sum / n, "train_acc": correct / n,
