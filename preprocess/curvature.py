@@ -181,51 +181,80 @@ def vertex_normals(vertices, faces, *, weighting: str = "uniform") -> np.ndarray
 
 
 def _vertex_normals(v: np.ndarray, f: np.ndarray, weighting: str = "uniform") -> np.ndarray:
-    """:func:`vertex_normals` on checked input (component-wise: ~5x faster than
-    ``np.cross`` on (F, 3) rows)."""
-    V = len(v)
+    """:func:`vertex_normals` on checked input.
+
+    Component-wise (~5x faster than ``np.cross`` on (F, 3) rows) and in chunks of
+    ``_FACE_CHUNK`` faces, so that the ~25 temporaries stay in cache instead of each
+    being a fresh multi-MB array (measured ~2x faster on 320k faces); the weighted
+    face normals land straight in the per-corner layout the bincounts read.
+    """
+    V, F = len(v), len(f)
     acc = np.zeros((3, V))
     mag = 0.0
-    if len(f):
+    if F:
         vt = [np.ascontiguousarray(v[:, k]) for k in range(3)]
         ft = np.ascontiguousarray(f.T)
-        p = [[vt[k][ft[c]] for k in range(3)] for c in range(3)]        # p[corner][xyz]
-        ea = [p[1][k] - p[0][k] for k in range(3)]
-        eb = [p[2][k] - p[0][k] for k in range(3)]
-        cr = [ea[1] * eb[2] - ea[2] * eb[1], ea[2] * eb[0] - ea[0] * eb[2],
-              ea[0] * eb[1] - ea[1] * eb[0]]
-        a2 = cr[0] * cr[0] + cr[1] * cr[1] + cr[2] * cr[2]             # (2 area)^2
-        la = ea[0] * ea[0] + ea[1] * ea[1] + ea[2] * ea[2]
-        lb = eb[0] * eb[0] + eb[1] * eb[1] + eb[2] * eb[2]
-        # Zero-area faces (repeated or collinear corners) have no normal: weight 0.
-        good = (a2 > 0) & (a2 > _DEGENERATE_SINE ** 2 * la * lb)
-        inv = np.zeros_like(a2)
-        inv[good] = 1.0 / np.sqrt(a2[good])
-        idx = ft.ravel()
-        if weighting == "angle":
-            ang = _corner_angles(p)
-            for k in range(3):                               # unit normal x angle
-                acc[k] = np.bincount(idx, weights=np.concatenate(
-                    [cr[k] * inv * ang[c] for c in range(3)]), minlength=V)
-            mag = np.bincount(idx, weights=np.concatenate(ang) * np.tile(good, 3),
-                              minlength=V)
-        else:
-            wf = inv if weighting == "uniform" else good.astype(np.float64)
-            for k in range(3):
-                acc[k] = np.bincount(idx, weights=np.tile(cr[k] * wf, 3), minlength=V)
-            if weighting == "uniform":
-                mag = 1.0            # sums of unit vectors: an absolute test suffices
-            else:
-                mag = np.bincount(idx, weights=np.tile(np.sqrt(a2) * good, 3), minlength=V)
+        idx = ft.ravel()                                   # corner c of face i at c F + i
+        wts = np.empty((3, 3, F))                          # [xyz][corner] weighted normal
+        wmag = np.empty((3, F)) if weighting != "uniform" else None
+        for s in range(0, F, _FACE_CHUNK):
+            e = min(s + _FACE_CHUNK, F)
+            _face_terms(vt, ft[:, s:e], weighting, wts[:, :, s:e],
+                        None if wmag is None else wmag[:, s:e])
+        for k in range(3):
+            acc[k] = np.bincount(idx, weights=wts[k].ravel(), minlength=V)
+        # Sums of unit vectors (uniform): an absolute test suffices; otherwise the sum
+        # is judged against the total weight.
+        mag = 1.0 if wmag is None else np.bincount(idx, weights=wmag.ravel(), minlength=V)
     norm = np.sqrt(acc[0] * acc[0] + acc[1] * acc[1] + acc[2] * acc[2])
     # "Sums to ~0" is judged against the size of what was summed (faces that cancel).
     bad = ~(norm > 1e-9 * mag) | (norm == 0)
     out = np.empty((V, 3))
-    good_v = ~bad
-    out[good_v] = (acc[:, good_v] / norm[good_v]).T
     if bad.any():
+        good_v = ~bad
+        out[good_v] = (acc[:, good_v] / norm[good_v]).T
         out[bad] = _fallback_normals(out, bad, f)
+    else:
+        out[:] = (acc / norm).T
     return out
+
+
+# Faces per chunk of the normal computation (~25 float64 temporaries of this length).
+_FACE_CHUNK = 1 << 13
+
+
+def _face_terms(vt, ft, weighting: str, wts: np.ndarray, wmag) -> None:
+    """Weighted normals of a chunk of faces, per corner, into ``wts`` (3 xyz, 3 corners,
+    n) and, for area / angle weighting, the weights into ``wmag`` (3 corners, n).
+
+    vt : three (V,) coordinate arrays; ft : (3, n) corner indices of the chunk.
+    """
+    p = [[vt[k][ft[c]] for k in range(3)] for c in range(3)]        # p[corner][xyz]
+    ea = [p[1][k] - p[0][k] for k in range(3)]
+    eb = [p[2][k] - p[0][k] for k in range(3)]
+    cr = [ea[1] * eb[2] - ea[2] * eb[1], ea[2] * eb[0] - ea[0] * eb[2],
+          ea[0] * eb[1] - ea[1] * eb[0]]
+    a2 = cr[0] * cr[0] + cr[1] * cr[1] + cr[2] * cr[2]                 # (2 area)^2
+    la = ea[0] * ea[0] + ea[1] * ea[1] + ea[2] * ea[2]
+    lb = eb[0] * eb[0] + eb[1] * eb[1] + eb[2] * eb[2]
+    # Zero-area faces (repeated or collinear corners) have no normal: weight 0.
+    good = (a2 > 0) & (a2 > _DEGENERATE_SINE ** 2 * la * lb)
+    inv = np.zeros_like(a2)
+    inv[good] = 1.0 / np.sqrt(a2[good])
+    if weighting == "angle":
+        ang = _corner_angles(p)
+        for k in range(3):                                   # unit normal x angle
+            unit = cr[k] * inv
+            for c in range(3):
+                np.multiply(unit, ang[c], out=wts[k, c])
+        for c in range(3):
+            np.multiply(ang[c], good, out=wmag[c])
+        return
+    wf = inv if weighting == "uniform" else good.astype(np.float64)
+    for k in range(3):
+        wts[k, :] = cr[k] * wf
+    if wmag is not None:
+        wmag[:] = np.sqrt(a2) * good
 
 
 def _corner_angles(p) -> list[np.ndarray]:
@@ -274,18 +303,22 @@ def _ring_csr(faces: np.ndarray, V: int, rings: int) -> tuple[np.ndarray, np.nda
     third vertex, so the walks of exactly n >= 2 steps (the pattern of A^n) reach the
     vertex itself and everything within n edges -- one sparse product for the 2-ring
     on a smaller matrix than A + I.  Vertices on no face get the self-loop explicitly.
+
+    A = H + H^T with H the half-edge matrix (a -> b for each face edge): in a
+    consistently wound mesh H already holds almost every edge once per direction, so
+    building it sorts and merges half as many entries as building A from both
+    directions of every face edge (measured 2.5x faster; the pattern is the same).
     """
     a = faces.ravel()
     b = faces[:, [1, 2, 0]].ravel()                  # a -> b runs over every face edge
-    if rings == 1 or len(a) == 0:
-        own = np.arange(V)
-    else:
-        own = np.flatnonzero(np.bincount(a, minlength=V) == 0)
-    r = np.concatenate([a, b, own])
-    c = np.concatenate([b, a, own])
     # Only the sparsity pattern is used; int32 walk counts cannot overflow for any
     # real valence.
-    A = sp.csr_array((np.ones(len(r), np.int32), (r, c)), shape=(V, V))
+    H = sp.csr_array((np.ones(len(a), np.int32), (a, b)), shape=(V, V))
+    A = H + H.T
+    own = np.arange(V) if rings == 1 or len(a) == 0 else \
+        np.flatnonzero(np.bincount(a, minlength=V) == 0)
+    if len(own):
+        A = A + sp.csr_array((np.ones(len(own), np.int32), (own, own)), shape=(V, V))
     R = A
     for _ in range(rings - 1):
         R = R @ A
