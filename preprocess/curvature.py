@@ -572,7 +572,8 @@ def _solve(M: np.ndarray, b: np.ndarray):
     overwritten.
     """
     n = M.shape[2]
-    tmp = np.empty((36, n))
+    tmp = np.empty((7, n))
+    f = np.empty((6, n))
     diag = np.einsum("iin->in", M).copy()
     quad_M, quad_b = M[4:, 4:].copy(), b[4:].copy()
     ok = np.ones(n, dtype=bool)
@@ -584,12 +585,18 @@ def _solve(M: np.ndarray, b: np.ndarray):
         piv[k] = np.where(good, p, 1.0)              # keeps flagged vertices finite
         if k < 6:
             m = 6 - k
-            f = M[k, k + 1:] / piv[k]                # = column k / pivot, by symmetry
-            # Rank-1 update of the trailing block (only its upper triangle matters).
-            t = tmp[:m * m].reshape(m, m, n)
-            np.multiply(f[:, None, :], M[k, k + 1:][None, :, :], out=t)
-            M[k + 1:, k + 1:] -= t
-            b[k + 1:] -= f * b[k]
+            fk = f[:m]
+            np.divide(M[k, k + 1:], piv[k], out=fk)  # = column k / pivot, by symmetry
+            # Rank-1 update of the upper triangle of the trailing block, row by row
+            # (the lower triangle is never read: half the work of the full block).
+            for i in range(m):
+                r = k + 1 + i
+                t = tmp[:7 - r]
+                np.multiply(M[k, r:], fk[i], out=t)
+                M[r, r:] -= t
+            t = tmp[:m]
+            np.multiply(fk, b[k], out=t)
+            b[k + 1:] -= t
     u = np.empty((3, n))
     for k in (6, 5, 4):
         acc = b[k].copy()
