@@ -673,8 +673,10 @@ def _fit_all(v, nrm, indptr, indices, min_cos, threads):
     _run_split(work, [(s, min(s + m, V)) for s in range(0, V, m)], threads)
     k1, k2, ok, d1, d2 = out
     # Last line of defence (overflow on absurd coordinates): nothing non-finite leaves.
-    fin = np.isfinite(k1) & np.isfinite(k2) & np.isfinite(d1).all(1) & np.isfinite(d2).all(1)
-    if not fin.all():
+    # Whole-array tests first: the per-vertex mask (row-wise all() on (V, 3)) costs
+    # ~2 % of the fit and is only needed when something is non-finite.
+    if not all(np.isfinite(a).all() for a in out if a.dtype != bool):
+        fin = np.isfinite(k1) & np.isfinite(k2) & np.isfinite(d1).all(1) & np.isfinite(d2).all(1)
         bad = ~fin
         k1[bad] = k2[bad] = 0.0
         ok[bad] = False
