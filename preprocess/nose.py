@@ -345,7 +345,7 @@ def crop_sphere(vertices: np.ndarray, faces: np.ndarray, center: np.ndarray,
     c = _point3(center, "center", item)
     d = v - c
     inside = np.einsum("ij,ij->i", d, d) <= float(radius_mm) ** 2
-    face_rows = np.flatnonzero(inside[f].all(axis=1))
+    face_rows = np.flatnonzero(inside[f[:, 0]] & inside[f[:, 1]] & inside[f[:, 2]])
     if len(face_rows) == 0:
         raise InputError(item, f"no face lies within {radius_mm:g} mm of the centre "
                                f"{np.round(c, 2).tolist()}")
