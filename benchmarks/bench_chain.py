@@ -32,10 +32,12 @@ def main(argv=None) -> dict:
     import pymeshlab
 
     from data_schema.params import Params
+    from pipeline.allocator import keep_freed_memory
     from pipeline.chain import clean_step, crop_step, register_step, render_step
     from pipeline.records import item_meta, scan_record
     from preprocess.io import read_scan
 
+    keep_freed_memory()       # as every fermaps process does (pipeline.cli)
     params = Params()
     with tempfile.TemporaryDirectory() as d:
         path = bosphorus_sized_scan(Path(d))
