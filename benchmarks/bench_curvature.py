@@ -15,7 +15,7 @@ that interleave the contenders:
 The process keeps freed memory for reuse (``pipeline.allocator``), as the pipeline's
 processes do; without it our side pays ~25 % more in page faults, pymeshlab nothing.
 
-Run: ``PYTHONPATH=. python -m benchmarks.bench_curvature [--repeat 5]``; ``main``
+Run: ``PYTHONPATH=. python -m benchmarks.bench_curvature [--repeat 9]``; ``main``
 returns the results as a dict.
 """
 from __future__ import annotations
@@ -56,7 +56,7 @@ SIZES = {"36k": (233, 155, 0.8), "160k": (490, 327, 0.38)}
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeat", type=int, default=5, help="interleaved rounds")
+    ap.add_argument("--repeat", type=int, default=9, help="interleaved rounds")
     args = ap.parse_args(argv)
 
     import pymeshlab

@@ -36,24 +36,29 @@ normal-cycle estimators; none fits the cubic with the neighbours' normals that t
 paper names.  The fit is also the hot spot of the 3-D chain, so it is written as
 batched numpy in float64:
 
-* neighbourhoods: the 2-ring is the pattern of A @ A (A the edge adjacency, one scipy
-  sparse product), or a k-d tree ball;
+* normals: component-wise cross products in cache-sized chunks of faces, summed per
+  vertex by ``np.bincount``;
+* neighbourhoods: the 2-ring is the pattern of A @ A (A = H + H^T the edge adjacency
+  from the half-edge matrix H, one scipy sparse product), or a k-d tree ball;
 * per batch of ~32k (vertex, neighbour) pairs in a padded (K, n) table: six gathers,
   the rotation into each vertex's frame, and the 42 neighbourhood moments
   (``sum x^p y^q``, ``sum z x^p y^q``, ...) by 10 grouped ``einsum`` reductions --
   the 7x7 normal equations are linear in those moments, so no (V, 3K, 7) design
   matrix is ever formed;
 * per chunk of ~7k vertices: the normal equations assembled from the moments and
-  solved by a Gaussian elimination vectorised across vertices (cubic unknowns first,
-  so only the 3x3 Schur complement in A, B, C is back-substituted).
+  solved by a Gaussian elimination vectorised across vertices that updates only the
+  upper triangle (cubic unknowns first, so only the 3x3 Schur complement in A, B, C
+  is back-substituted).
 
 Speed (``benchmarks/bench_curvature.py``, this 2-core machine shared with other jobs,
-best of interleaved rounds): 36k-vertex grid face 38-44 ms single-threaded against
-101-109 ms for pymeshlab's "Quadric Fitting" (ratio 2.5-2.75), 31-34 ms with
-``threads=2`` when the second core is free (3.1-3.3); 160k vertices 180-257 ms against
-485-543 ms (2.1-2.7), ~150-170 ms with two threads (2.9-3.2).  The work is memory-bound
-numpy passes, so load from other processes on the shared cache costs it more than
-pymeshlab's compute-bound loop.
+best of interleaved rounds, process memory settings of ``pipeline.allocator``): 36k-
+vertex grid face ~34-44 ms single-threaded against ~110-150 ms for pymeshlab's
+"Quadric Fitting" (ratio 2.2-3.4, mostly 3.0-3.4; CPU-time ratio 3.1-3.4); 160k
+vertices ~145-210 ms against ~510-900 ms (2.7-4.0, mostly 3.2-3.5).  The work is
+memory-bound numpy passes (~35 ns per (vertex, neighbour) pair for ~140 array
+operations), so load from other processes on the shared caches costs it more than
+pymeshlab's compute-bound loop; without the allocator settings ~25 % of the time went
+to page faults (freed blocks returned to the kernel and faulted in again).
 """
 from __future__ import annotations
 

@@ -13,7 +13,10 @@ What is hand-written, and why (no well-kept library does these exact steps):
 * Hole filling uses scipy's ``CloughTocher2DInterpolator`` (the piecewise-cubic,
   C1 scattered-data counterpart of bicubic interpolation: bicubic on the grid needs
   all 16 neighbours, which a hole lacks); only the choice of support pixels and the
-  fallback are written here.
+  fallback are written here, plus the triangulation's barycentric transforms in
+  closed form (:func:`_delaunay`).
+* No LAPACK on tiny systems (the 2 x 2 transforms, the 3 x 3 border planes): on a
+  busy machine OpenBLAS's thread pool stalled such calls by up to 1.7 s each.
 * The Gaussian is ``scipy.ndimage.correlate`` used as a normalised convolution
   (divide by the smoothed mask) so that background zeros do not bleed into the
   face border; on border pixels (window not all face) it takes the centre of the
