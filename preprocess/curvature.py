@@ -53,7 +53,7 @@ batched numpy in float64:
 Speed (``benchmarks/bench_curvature.py``, this 2-core machine shared with other jobs,
 best of interleaved rounds, process memory settings of ``pipeline.allocator``): 36k-
 vertex grid face ~34-44 ms single-threaded against ~110-150 ms for pymeshlab's
-"Quadric Fitting" (ratio 2.2-3.4, mostly 3.0-3.4; CPU-time ratio 3.1-3.4); 160k
+"Quadric Fitting" (ratio 2.2-3.4, mostly 3.0-3.4; CPU-time ratio 3.1-3.7); 160k
 vertices ~145-210 ms against ~510-900 ms (2.7-4.0, mostly 3.2-3.5).  The work is
 memory-bound numpy passes (~35 ns per (vertex, neighbour) pair for ~140 array
 operations), so load from other processes on the shared caches costs it more than
