@@ -24,6 +24,9 @@ def main() -> int:
     ap.add_argument("--only", nargs="*", help="bench module names (e.g. bench_chain)")
     ap.add_argument("--out", default=str(HERE / "results"))
     args = ap.parse_args()
+    # Every fermaps process keeps freed memory for reuse (pipeline.cli); so does this one.
+    from pipeline.allocator import keep_freed_memory
+    keep_freed_memory()
     names = sorted(p.stem for p in HERE.glob("bench_*.py"))
     if args.only:
         names = [n for n in names if n in args.only]

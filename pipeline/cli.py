@@ -7,6 +7,7 @@ import sys
 
 from data_schema.errors import FermapsError
 from data_schema.params import load_params
+from pipeline.allocator import keep_freed_memory
 
 
 CHAIN_DEFAULTS = {
@@ -104,6 +105,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # Before any worker process starts: they inherit the settings (pipeline.allocator).
+    keep_freed_memory()
     try:
         if args.cmd == "inspect":
             from pipeline.stages.inspect_store import describe, format_text

@@ -36,24 +36,29 @@ normal-cycle estimators; none fits the cubic with the neighbours' normals that t
 paper names.  The fit is also the hot spot of the 3-D chain, so it is written as
 batched numpy in float64:
 
-* neighbourhoods: the 2-ring is the pattern of A @ A (A the edge adjacency, one scipy
-  sparse product), or a k-d tree ball;
+* normals: component-wise cross products in cache-sized chunks of faces, summed per
+  vertex by ``np.bincount``;
+* neighbourhoods: the 2-ring is the pattern of A @ A (A = H + H^T the edge adjacency
+  from the half-edge matrix H, one scipy sparse product), or a k-d tree ball;
 * per batch of ~32k (vertex, neighbour) pairs in a padded (K, n) table: six gathers,
   the rotation into each vertex's frame, and the 42 neighbourhood moments
   (``sum x^p y^q``, ``sum z x^p y^q``, ...) by 10 grouped ``einsum`` reductions --
   the 7x7 normal equations are linear in those moments, so no (V, 3K, 7) design
   matrix is ever formed;
 * per chunk of ~7k vertices: the normal equations assembled from the moments and
-  solved by a Gaussian elimination vectorised across vertices (cubic unknowns first,
-  so only the 3x3 Schur complement in A, B, C is back-substituted).
+  solved by a Gaussian elimination vectorised across vertices that updates only the
+  upper triangle (cubic unknowns first, so only the 3x3 Schur complement in A, B, C
+  is back-substituted).
 
 Speed (``benchmarks/bench_curvature.py``, this 2-core machine shared with other jobs,
-best of interleaved rounds): 36k-vertex grid face 38-44 ms single-threaded against
-101-109 ms for pymeshlab's "Quadric Fitting" (ratio 2.5-2.75), 31-34 ms with
-``threads=2`` when the second core is free (3.1-3.3); 160k vertices 180-257 ms against
-485-543 ms (2.1-2.7), ~150-170 ms with two threads (2.9-3.2).  The work is memory-bound
-numpy passes, so load from other processes on the shared cache costs it more than
-pymeshlab's compute-bound loop.
+best of interleaved rounds, process memory settings of ``pipeline.allocator``): 36k-
+vertex grid face ~34-44 ms single-threaded against ~110-150 ms for pymeshlab's
+"Quadric Fitting" (ratio 2.2-3.4, mostly 3.0-3.4; CPU-time ratio 3.1-3.7); 160k
+vertices ~145-210 ms against ~510-900 ms (2.7-4.0, mostly 3.2-3.5).  The work is
+memory-bound numpy passes (~35 ns per (vertex, neighbour) pair for ~140 array
+operations), so load from other processes on the shared caches costs it more than
+pymeshlab's compute-bound loop; without the allocator settings ~25 % of the time went
+to page faults (freed blocks returned to the kernel and faulted in again).
 """
 from __future__ import annotations
 
@@ -181,51 +186,80 @@ def vertex_normals(vertices, faces, *, weighting: str = "uniform") -> np.ndarray
 
 
 def _vertex_normals(v: np.ndarray, f: np.ndarray, weighting: str = "uniform") -> np.ndarray:
-    """:func:`vertex_normals` on checked input (component-wise: ~5x faster than
-    ``np.cross`` on (F, 3) rows)."""
-    V = len(v)
+    """:func:`vertex_normals` on checked input.
+
+    Component-wise (~5x faster than ``np.cross`` on (F, 3) rows) and in chunks of
+    ``_FACE_CHUNK`` faces, so that the ~25 temporaries stay in cache instead of each
+    being a fresh multi-MB array (measured ~2x faster on 320k faces); the weighted
+    face normals land straight in the per-corner layout the bincounts read.
+    """
+    V, F = len(v), len(f)
     acc = np.zeros((3, V))
     mag = 0.0
-    if len(f):
+    if F:
         vt = [np.ascontiguousarray(v[:, k]) for k in range(3)]
         ft = np.ascontiguousarray(f.T)
-        p = [[vt[k][ft[c]] for k in range(3)] for c in range(3)]        # p[corner][xyz]
-        ea = [p[1][k] - p[0][k] for k in range(3)]
-        eb = [p[2][k] - p[0][k] for k in range(3)]
-        cr = [ea[1] * eb[2] - ea[2] * eb[1], ea[2] * eb[0] - ea[0] * eb[2],
-              ea[0] * eb[1] - ea[1] * eb[0]]
-        a2 = cr[0] * cr[0] + cr[1] * cr[1] + cr[2] * cr[2]             # (2 area)^2
-        la = ea[0] * ea[0] + ea[1] * ea[1] + ea[2] * ea[2]
-        lb = eb[0] * eb[0] + eb[1] * eb[1] + eb[2] * eb[2]
-        # Zero-area faces (repeated or collinear corners) have no normal: weight 0.
-        good = (a2 > 0) & (a2 > _DEGENERATE_SINE ** 2 * la * lb)
-        inv = np.zeros_like(a2)
-        inv[good] = 1.0 / np.sqrt(a2[good])
-        idx = ft.ravel()
-        if weighting == "angle":
-            ang = _corner_angles(p)
-            for k in range(3):                               # unit normal x angle
-                acc[k] = np.bincount(idx, weights=np.concatenate(
-                    [cr[k] * inv * ang[c] for c in range(3)]), minlength=V)
-            mag = np.bincount(idx, weights=np.concatenate(ang) * np.tile(good, 3),
-                              minlength=V)
-        else:
-            wf = inv if weighting == "uniform" else good.astype(np.float64)
-            for k in range(3):
-                acc[k] = np.bincount(idx, weights=np.tile(cr[k] * wf, 3), minlength=V)
-            if weighting == "uniform":
-                mag = 1.0            # sums of unit vectors: an absolute test suffices
-            else:
-                mag = np.bincount(idx, weights=np.tile(np.sqrt(a2) * good, 3), minlength=V)
+        idx = ft.ravel()                                   # corner c of face i at c F + i
+        wts = np.empty((3, 3, F))                          # [xyz][corner] weighted normal
+        wmag = np.empty((3, F)) if weighting != "uniform" else None
+        for s in range(0, F, _FACE_CHUNK):
+            e = min(s + _FACE_CHUNK, F)
+            _face_terms(vt, ft[:, s:e], weighting, wts[:, :, s:e],
+                        None if wmag is None else wmag[:, s:e])
+        for k in range(3):
+            acc[k] = np.bincount(idx, weights=wts[k].ravel(), minlength=V)
+        # Sums of unit vectors (uniform): an absolute test suffices; otherwise the sum
+        # is judged against the total weight.
+        mag = 1.0 if wmag is None else np.bincount(idx, weights=wmag.ravel(), minlength=V)
     norm = np.sqrt(acc[0] * acc[0] + acc[1] * acc[1] + acc[2] * acc[2])
     # "Sums to ~0" is judged against the size of what was summed (faces that cancel).
     bad = ~(norm > 1e-9 * mag) | (norm == 0)
     out = np.empty((V, 3))
-    good_v = ~bad
-    out[good_v] = (acc[:, good_v] / norm[good_v]).T
     if bad.any():
+        good_v = ~bad
+        out[good_v] = (acc[:, good_v] / norm[good_v]).T
         out[bad] = _fallback_normals(out, bad, f)
+    else:
+        out[:] = (acc / norm).T
     return out
+
+
+# Faces per chunk of the normal computation (~25 float64 temporaries of this length).
+_FACE_CHUNK = 1 << 13
+
+
+def _face_terms(vt, ft, weighting: str, wts: np.ndarray, wmag) -> None:
+    """Weighted normals of a chunk of faces, per corner, into ``wts`` (3 xyz, 3 corners,
+    n) and, for area / angle weighting, the weights into ``wmag`` (3 corners, n).
+
+    vt : three (V,) coordinate arrays; ft : (3, n) corner indices of the chunk.
+    """
+    p = [[vt[k][ft[c]] for k in range(3)] for c in range(3)]        # p[corner][xyz]
+    ea = [p[1][k] - p[0][k] for k in range(3)]
+    eb = [p[2][k] - p[0][k] for k in range(3)]
+    cr = [ea[1] * eb[2] - ea[2] * eb[1], ea[2] * eb[0] - ea[0] * eb[2],
+          ea[0] * eb[1] - ea[1] * eb[0]]
+    a2 = cr[0] * cr[0] + cr[1] * cr[1] + cr[2] * cr[2]                 # (2 area)^2
+    la = ea[0] * ea[0] + ea[1] * ea[1] + ea[2] * ea[2]
+    lb = eb[0] * eb[0] + eb[1] * eb[1] + eb[2] * eb[2]
+    # Zero-area faces (repeated or collinear corners) have no normal: weight 0.
+    good = (a2 > 0) & (a2 > _DEGENERATE_SINE ** 2 * la * lb)
+    inv = np.zeros_like(a2)
+    inv[good] = 1.0 / np.sqrt(a2[good])
+    if weighting == "angle":
+        ang = _corner_angles(p)
+        for k in range(3):                                   # unit normal x angle
+            unit = cr[k] * inv
+            for c in range(3):
+                np.multiply(unit, ang[c], out=wts[k, c])
+        for c in range(3):
+            np.multiply(ang[c], good, out=wmag[c])
+        return
+    wf = inv if weighting == "uniform" else good.astype(np.float64)
+    for k in range(3):
+        wts[k, :] = cr[k] * wf
+    if wmag is not None:
+        wmag[:] = np.sqrt(a2) * good
 
 
 def _corner_angles(p) -> list[np.ndarray]:
@@ -274,18 +308,22 @@ def _ring_csr(faces: np.ndarray, V: int, rings: int) -> tuple[np.ndarray, np.nda
     third vertex, so the walks of exactly n >= 2 steps (the pattern of A^n) reach the
     vertex itself and everything within n edges -- one sparse product for the 2-ring
     on a smaller matrix than A + I.  Vertices on no face get the self-loop explicitly.
+
+    A = H + H^T with H the half-edge matrix (a -> b for each face edge): in a
+    consistently wound mesh H already holds almost every edge once per direction, so
+    building it sorts and merges half as many entries as building A from both
+    directions of every face edge (measured 2.5x faster; the pattern is the same).
     """
     a = faces.ravel()
     b = faces[:, [1, 2, 0]].ravel()                  # a -> b runs over every face edge
-    if rings == 1 or len(a) == 0:
-        own = np.arange(V)
-    else:
-        own = np.flatnonzero(np.bincount(a, minlength=V) == 0)
-    r = np.concatenate([a, b, own])
-    c = np.concatenate([b, a, own])
     # Only the sparsity pattern is used; int32 walk counts cannot overflow for any
     # real valence.
-    A = sp.csr_array((np.ones(len(r), np.int32), (r, c)), shape=(V, V))
+    H = sp.csr_array((np.ones(len(a), np.int32), (a, b)), shape=(V, V))
+    A = H + H.T
+    own = np.arange(V) if rings == 1 or len(a) == 0 else \
+        np.flatnonzero(np.bincount(a, minlength=V) == 0)
+    if len(own):
+        A = A + sp.csr_array((np.ones(len(own), np.int32), (own, own)), shape=(V, V))
     R = A
     for _ in range(rings - 1):
         R = R @ A
@@ -539,7 +577,8 @@ def _solve(M: np.ndarray, b: np.ndarray):
     overwritten.
     """
     n = M.shape[2]
-    tmp = np.empty((36, n))
+    tmp = np.empty((7, n))
+    f = np.empty((6, n))
     diag = np.einsum("iin->in", M).copy()
     quad_M, quad_b = M[4:, 4:].copy(), b[4:].copy()
     ok = np.ones(n, dtype=bool)
@@ -551,12 +590,18 @@ def _solve(M: np.ndarray, b: np.ndarray):
         piv[k] = np.where(good, p, 1.0)              # keeps flagged vertices finite
         if k < 6:
             m = 6 - k
-            f = M[k, k + 1:] / piv[k]                # = column k / pivot, by symmetry
-            # Rank-1 update of the trailing block (only its upper triangle matters).
-            t = tmp[:m * m].reshape(m, m, n)
-            np.multiply(f[:, None, :], M[k, k + 1:][None, :, :], out=t)
-            M[k + 1:, k + 1:] -= t
-            b[k + 1:] -= f * b[k]
+            fk = f[:m]
+            np.divide(M[k, k + 1:], piv[k], out=fk)  # = column k / pivot, by symmetry
+            # Rank-1 update of the upper triangle of the trailing block, row by row
+            # (the lower triangle is never read: half the work of the full block).
+            for i in range(m):
+                r = k + 1 + i
+                t = tmp[:7 - r]
+                np.multiply(M[k, r:], fk[i], out=t)
+                M[r, r:] -= t
+            t = tmp[:m]
+            np.multiply(fk, b[k], out=t)
+            b[k + 1:] -= t
     u = np.empty((3, n))
     for k in (6, 5, 4):
         acc = b[k].copy()
@@ -633,8 +678,10 @@ def _fit_all(v, nrm, indptr, indices, min_cos, threads):
     _run_split(work, [(s, min(s + m, V)) for s in range(0, V, m)], threads)
     k1, k2, ok, d1, d2 = out
     # Last line of defence (overflow on absurd coordinates): nothing non-finite leaves.
-    fin = np.isfinite(k1) & np.isfinite(k2) & np.isfinite(d1).all(1) & np.isfinite(d2).all(1)
-    if not fin.all():
+    # Whole-array tests first: the per-vertex mask (row-wise all() on (V, 3)) costs
+    # ~2 % of the fit and is only needed when something is non-finite.
+    if not all(np.isfinite(a).all() for a in out if a.dtype != bool):
+        fin = np.isfinite(k1) & np.isfinite(k2) & np.isfinite(d1).all(1) & np.isfinite(d2).all(1)
         bad = ~fin
         k1[bad] = k2[bad] = 0.0
         ok[bad] = False

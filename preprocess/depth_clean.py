@@ -13,7 +13,10 @@ What is hand-written, and why (no well-kept library does these exact steps):
 * Hole filling uses scipy's ``CloughTocher2DInterpolator`` (the piecewise-cubic,
   C1 scattered-data counterpart of bicubic interpolation: bicubic on the grid needs
   all 16 neighbours, which a hole lacks); only the choice of support pixels and the
-  fallback are written here.
+  fallback are written here, plus the triangulation's barycentric transforms in
+  closed form (:func:`_delaunay`).
+* No LAPACK on tiny systems (the 2 x 2 transforms, the 3 x 3 border planes): on a
+  busy machine OpenBLAS's thread pool stalled such calls by up to 1.7 s each.
 * The Gaussian is ``scipy.ndimage.correlate`` used as a normalised convolution
   (divide by the smoothed mask) so that background zeros do not bleed into the
   face border; on border pixels (window not all face) it takes the centre of the
@@ -143,12 +146,19 @@ def _plane_at_centre(z: np.ndarray, w: np.ndarray, offsets, fallback: np.ndarray
         return out
     basis = np.array([[1.0, dc, dr] for dr, dc in offsets])           # (K, 3)
     wz, ww = z[:, where], w[:, where]                                 # (K, P)
-    A = np.einsum("kp,ki,kj->pij", ww, basis, basis)                  # (P, 3, 3)
-    rhs = np.einsum("kp,ki->pi", ww * wz, basis)                      # (P, 3)
-    ok = np.linalg.det(A) > 1e-12 * np.trace(A, axis1=1, axis2=2) ** 3
+    A = np.einsum("kp,ki,kj->ijp", ww, basis, basis)                  # (3, 3, P)
+    rhs = np.einsum("kp,ki->ip", ww * wz, basis)                      # (3, P)
+    # Only the constant term a is wanted: Cramer's rule with the cofactors of row 0
+    # (A symmetric).  Closed form instead of np.linalg: LAPACK calls on thousands of
+    # 3x3 systems were measured to stall for up to a second when OpenBLAS's threads
+    # compete for a busy machine's cores.
+    c0 = A[1, 1] * A[2, 2] - A[1, 2] * A[2, 1]
+    c1 = A[1, 2] * A[2, 0] - A[1, 0] * A[2, 2]
+    c2 = A[1, 0] * A[2, 1] - A[1, 1] * A[2, 0]
+    det = A[0, 0] * c0 + A[0, 1] * c1 + A[0, 2] * c2
+    ok = det > 1e-12 * (A[0, 0] + A[1, 1] + A[2, 2]) ** 3
     vals = out[where]
-    if ok.any():
-        vals[ok] = np.linalg.solve(A[ok], rhs[ok][..., None])[:, 0, 0]
+    vals[ok] = ((c0 * rhs[0] + c1 * rhs[1] + c2 * rhs[2])[ok]) / det[ok]
     out[where] = vals
     return out
 
@@ -215,6 +225,35 @@ def _in_general_position(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     u = frac(np.sin(rows * 12.9898 + cols * 78.233) * 43758.5453) - 0.5
     v = frac(np.sin(rows * 39.3468 + cols * 11.135) * 24634.6345) - 0.5
     return np.column_stack([rows + 1e-3 * u, cols + 1e-3 * v]).astype(float)
+
+
+def _delaunay(points: np.ndarray) -> Delaunay:
+    """scipy Delaunay triangulation of (N, 2) points with its barycentric transforms
+    (what the interpolators read) already filled in by closed-form 2 x 2 inverses.
+
+    scipy computes them lazily with one LAPACK call per triangle; on a busy machine
+    OpenBLAS's thread pool was measured to stall those calls by up to 1.7 s each time
+    the pool wakes (300 rings: 4-13 s against 0.03 s with one BLAS thread).  The values
+    are the same up to rounding; if scipy ever renames its cache attribute this only
+    loses the speed.  Triangles with reciprocal condition number below machine epsilon
+    get NaN, as in scipy.
+    """
+    tri = Delaunay(points)
+    if getattr(tri, "_transform", 0) is None:
+        p = tri.points[tri.simplices]                          # (S, 3 corners, 2)
+        r2 = p[:, 2]
+        a, b = p[:, 0, 0] - r2[:, 0], p[:, 1, 0] - r2[:, 0]    # T = [[a, b], [c, d]]:
+        c, d = p[:, 0, 1] - r2[:, 1], p[:, 1, 1] - r2[:, 1]    # columns r0 - r2, r1 - r2
+        det = a * d - b * c
+        with np.errstate(divide="ignore", invalid="ignore"):
+            inv = np.stack([np.stack([d, -b], -1), np.stack([-c, a], -1)], 1) / det[:, None, None]
+            norm_t = np.maximum(np.abs(a) + np.abs(c), np.abs(b) + np.abs(d))
+            norm_i = np.maximum(np.abs(d) + np.abs(c), np.abs(b) + np.abs(a)) / np.abs(det)
+            bad = ~(1.0 / (norm_t * norm_i) >= np.finfo(float).eps)
+        out = np.concatenate([inv, r2[:, None, :]], axis=1)    # (S, 3, 2)
+        out[bad] = np.nan
+        tri._transform = out
+    return tri
 
 
 def _cubic_centre_weights() -> np.ndarray:
@@ -302,7 +341,7 @@ def fill_holes(depth, valid, face_mask, *, radius: int = 3,
                 # Triangulate first: handing the raw points to the interpolator
                 # was measured ~20x slower per ring here (scipy 1.17; clean_depth
                 # with 300 spikes: 1.7 s against 0.1 s).
-                tri = Delaunay(_in_general_position(pr + r0, pc + c0) - (r0, c0))
+                tri = _delaunay(_in_general_position(pr + r0, pc + c0) - (r0, c0))
                 ct = CloughTocher2DInterpolator(tri, d[r0:r1, c0:c1][pr, pc])
                 vals = ct(np.column_stack([qr, qc]).astype(float))
             except (QhullError, ValueError):      # collinear support: fall back

@@ -164,6 +164,25 @@ def _robust_height(xy: np.ndarray, z: np.ndarray, query: np.ndarray, tree: cKDTr
     return med, count
 
 
+def _nearest_distinct(tree: cKDTree, query: np.ndarray, k: int) -> np.ndarray:
+    """(Q,) distance from each query point (a point of the tree) to its nearest
+    *distinct* neighbour among its ``k`` nearest, inf if all k coincide with it.
+
+    Meshes with duplicated vertices (a triangle soup gives every vertex twins) would
+    otherwise have spacing 0.  Most points have no twin: their second-nearest point
+    (the first is the point itself) is the answer, so ``k`` neighbours are fetched
+    only for the rest -- the same numbers for ~half the query time.
+    """
+    if k < 2:
+        return np.zeros(1)
+    d = tree.query(query, k=2)[0][:, 1]
+    twin = ~(d > 0)
+    if twin.any():
+        dk = tree.query(query[twin], k=k)[0]
+        d[twin] = np.where(dk > 0, dk, np.inf).min(axis=1)
+    return d
+
+
 def _slice_winner(y: np.ndarray, h: np.ndarray, slice_mm: float, spike_mm: float) -> int:
     """Index (into y/h) of the tip: the slice maxima, a running median of that profile
     over ``_PROFILE_WINDOW`` slices, the slice where the filtered profile peaks; then
@@ -247,10 +266,7 @@ def find_nose_tip(vertices: np.ndarray, faces: np.ndarray | None = None, *,
     xy_all, z_all = v[pool, :2], v[pool, 2]
     tree = cKDTree(xy_all)
     step = max(1, len(pool) // _SPACING_SAMPLE)     # a strided sample is plenty
-    # the nearest *distinct* neighbour: meshes with duplicated vertices (a triangle soup
-    # gives every vertex twins) would otherwise have spacing 0
-    nn = tree.query(xy_all[::step], k=min(8, len(pool)))[0]
-    nn = np.where(nn > 0, nn, np.inf).min(axis=1) if nn.ndim == 2 else np.zeros(1)
+    nn = _nearest_distinct(tree, xy_all[::step], min(8, len(pool)))
     positive = nn[np.isfinite(nn)]
     spacing = float(np.median(positive)) if len(positive) else 0.0
     if spacing == 0.0:
@@ -288,6 +304,13 @@ def _face_areas(v: np.ndarray, f: np.ndarray) -> np.ndarray:
     return 0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1)
 
 
+def _any_face_area_above(v: np.ndarray, f: np.ndarray, area: float) -> bool:
+    """Whether some face has an area above ``area`` (mm^2): face chunks in order, so
+    an ordinary mesh answers from its first chunk instead of every face's area."""
+    chunk = 4096
+    return any(_face_areas(v, f[s:s + chunk]).max() > area for s in range(0, len(f), chunk))
+
+
 def _zero_area(points: np.ndarray) -> float:
     """Area below which a face counts as degenerate, mm^2: rounding of a rotated
     collinear mesh leaves areas ~1e-14, not 0, so the test is relative to the extent."""
@@ -322,7 +345,7 @@ def crop_sphere(vertices: np.ndarray, faces: np.ndarray, center: np.ndarray,
     c = _point3(center, "center", item)
     d = v - c
     inside = np.einsum("ij,ij->i", d, d) <= float(radius_mm) ** 2
-    face_rows = np.flatnonzero(inside[f].all(axis=1))
+    face_rows = np.flatnonzero(inside[f[:, 0]] & inside[f[:, 1]] & inside[f[:, 2]])
     if len(face_rows) == 0:
         raise InputError(item, f"no face lies within {radius_mm:g} mm of the centre "
                                f"{np.round(c, 2).tolist()}")
@@ -352,7 +375,7 @@ def crop_sphere(vertices: np.ndarray, faces: np.ndarray, center: np.ndarray,
         used2[kf.ravel()] = True
         kf = (np.cumsum(used2) - 1)[kf]
         kept = kept[used2]
-    elif _face_areas(v, f[face_rows]).max() <= _zero_area(v[kept]):
+    elif not _any_face_area_above(v, f[face_rows], _zero_area(v[kept])):
         raise InputError(item, "every face inside the sphere has zero area")
     return CroppedMesh(v[kept].copy(), kf.astype(np.int64), kept.astype(np.int64),
                        face_rows.astype(np.int64), removed)

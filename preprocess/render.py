@@ -14,7 +14,8 @@ What the library does and what is hand-written:
 
 * Ray/triangle intersection is open3d's ``o3d.t.geometry.RaycastingScene``
   (Embree): it returns, per ray, the first hit triangle and the barycentric
-  coordinates of the hit.  No rasteriser is written here.
+  coordinates of the hit.  No rasteriser is written here; only the triangles whose
+  x-y box holds a pixel centre go into the scene (no other can be hit).
 * Hand-written (a few numpy lines no well-kept library offers in this form): the
   image-to-ray geometry above, barycentric interpolation of arbitrary per-vertex
   attributes / uvs / colours at the hits, the texture lookup (bilinear, via
@@ -197,9 +198,6 @@ def render_orthographic(vertices, faces, *, size: int | tuple[int, int] = 112,
     # float32 scene: shift to the mesh centre so the rounding is relative to the
     # face size, not to wherever the scanner put the origin.
     centre = (v.min(axis=0) + v.max(axis=0)) / 2
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3d.core.Tensor((v - centre).astype(np.float32)),
-                        o3d.core.Tensor(f.astype(np.uint32)))
     xmin, xmax, ymin, ymax = extent
     xs = xmin + (np.arange(w) + 0.5) * px
     ys = ymax - (np.arange(h) + 0.5) * px
@@ -209,14 +207,27 @@ def render_orthographic(vertices, faces, *, size: int | tuple[int, int] = 112,
     # Start above everything: the first hit is then the largest-z surface.
     rays[..., 2] = (v[:, 2].max() - centre[2]) + 1.0 + 1e-3 * float(np.ptp(v[:, 2]))
     rays[..., 5] = -1.0
-    hit = scene.cast_rays(o3d.core.Tensor(rays))
-    prim = hit["primitive_ids"].numpy().astype(np.int64)
-    t_hit = hit["t_hit"].numpy()
-    valid = (prim >= 0) & (prim < len(f)) & np.isfinite(t_hit)
+    # Only triangles whose x-y box holds a pixel centre can be hit; the BVH build is
+    # most of the cost, and a scan has several triangles per pixel (Bosphorus at
+    # 112 px: 31 % kept, the cast ~3x cheaper, the same hits).
+    cand = _triangles_under_pixels(v, f, extent, px, (h, w))
+    prim = np.full((h, w), -1, np.int64)
+    t_hit = np.full((h, w), np.inf, np.float32)
+    buv = np.zeros((h, w, 2))
+    if len(cand):
+        scene = o3d.t.geometry.RaycastingScene()
+        scene.add_triangles(o3d.core.Tensor((v - centre).astype(np.float32)),
+                            o3d.core.Tensor(f[cand].astype(np.uint32)))
+        hit = scene.cast_rays(o3d.core.Tensor(rays))
+        sub = hit["primitive_ids"].numpy().astype(np.int64)
+        ok = (sub >= 0) & (sub < len(cand))
+        prim[ok] = cand[sub[ok]]
+        t_hit = hit["t_hit"].numpy()
+        buv = hit["primitive_uvs"].numpy().astype(np.float64)
+    valid = (prim >= 0) & np.isfinite(t_hit)
 
     tri = np.where(valid, prim, -1)
     # open3d's (u, v): hit = (1-u-v) p0 + u p1 + v p2.
-    buv = hit["primitive_uvs"].numpy().astype(np.float64)
     bary = np.stack([1.0 - buv[..., 0] - buv[..., 1], buv[..., 0], buv[..., 1]], axis=-1)
     bary = np.clip(bary, 0.0, 1.0)
     bary /= np.maximum(bary.sum(axis=-1, keepdims=True), 1e-12)
@@ -249,6 +260,28 @@ def render_orthographic(vertices, faces, *, size: int | tuple[int, int] = 112,
         rgb=np.ascontiguousarray(np.moveaxis(rgb, -1, 0), dtype=np.float32),
         rgb_source=rgb_mode, triangle_id=tri.astype(np.int32),
         bary=bary.astype(np.float32), pixel_size_mm=px, extent=extent)
+
+
+def _triangles_under_pixels(v: np.ndarray, f: np.ndarray, extent, px: float,
+                            shape: tuple[int, int]) -> np.ndarray:
+    """Indices (int64, ascending) of the faces whose x-y bounding box contains at least
+    one pixel centre of the image, with a margin of 1e-3 pixel for the float32
+    scene's rounding (a superset of the faces any ray can hit).
+
+    v : (V, 3) float64 mm; f : (F, 3) int64; extent (xmin, xmax, ymin, ymax) mm; px
+    mm per pixel; shape (H, W).
+    """
+    xmin, _, _, ymax = extent
+    keep = np.ones(len(f), dtype=bool)
+    ft = f.T
+    # Continuous pixel coordinates: centre of column j at j, of row i at i.
+    for coord, n in (((v[:, 0] - xmin) / px - 0.5, shape[1]),
+                     ((ymax - v[:, 1]) / px - 0.5, shape[0])):
+        a, b, c = coord[ft[0]], coord[ft[1]], coord[ft[2]]
+        lo = np.ceil(np.minimum(np.minimum(a, b), c) - 1e-3)
+        hi = np.floor(np.maximum(np.maximum(a, b), c) + 1e-3)
+        keep &= (hi >= lo) & (hi >= 0) & (lo <= n - 1)
+    return np.flatnonzero(keep)
 
 
 def _colour_source(n_vertices, f, texture, uv, face_uv, colors, item):
