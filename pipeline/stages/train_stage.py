@@ -90,6 +90,24 @@ def _fold_parts(man: dict, man_path: Path, roots: list[Path], folds) -> dict[int
     return parts
 
 
+def _attention_stage(net, train_set, cfg, fold_dir: Path, aug) -> None:
+    """WS-LGAN stage 1 (``train.attention_stage``) on the training subjects when
+    ``cfg.pretrain_epochs`` > 0; skipped when resuming (``last.pt`` holds the fitted
+    generator), which is frozen either way.  With 0 the generator trains end to end."""
+    from train.attention_stage import fit_attention_generator
+    from train.data import make_loader
+    from train.loop import resolve_device
+
+    if not cfg.pretrain_epochs:
+        return
+    if (fold_dir / "last.pt").exists():
+        net.freeze_attention_generator()
+        return
+    loader = make_loader(train_set, cfg.batch_size, True, cfg.workers, cfg.seed, drop_last=True)
+    fit_attention_generator(net, loader, epochs=cfg.pretrain_epochs, seed=cfg.seed,
+                            device=resolve_device(cfg.device), augment=aug)
+
+
 def run_train(model: str, stores: str, splits: str, out: str, metrics_out: str, plots_out: str,
               p: TrainStageParams) -> int:
     """Train ``model`` on each listed fold.  OUT/fold<k>/ holds last.pt, best.pt and
@@ -129,6 +147,8 @@ def run_train(model: str, stores: str, splits: str, out: str, metrics_out: str, 
         crop = cfg.data_cfg.get("crop")
         aug = augment_for(model, crop=crop) if crop else augment_for(model)
         net = build_model(cfg)
+        if model == "ws_lgan":
+            _attention_stage(net, tr, cfg, fold_dir, aug)
         # drop a last batch of a few samples: batch norm on 1-2 samples can blow up
         drop = model == "ws_lgan" or len(tr) > cfg.batch_size
         if drop and len(tr) < cfg.batch_size:

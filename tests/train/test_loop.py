@@ -144,10 +144,10 @@ def _run(cfg, out, epochs_first=None):
     return model, fit(model, train, val, cfg, out, augment=noise_augment)
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-def test_resume_equals_a_straight_run_bit_for_bit(tmp_path, optimizer):
+@pytest.mark.parametrize("optimizer,precise_bn", [("sgd", 0), ("adam", 0), ("sgd", 3)])
+def test_resume_equals_a_straight_run_bit_for_bit(tmp_path, optimizer, precise_bn):
     cfg = cfg_for(optimizer=optimizer, lr=0.1 if optimizer == "sgd" else 0.01,
-                  nesterov=optimizer == "sgd", epochs=4)
+                  nesterov=optimizer == "sgd", epochs=4, precise_bn_batches=precise_bn)
     straight, res_a = _run(cfg, tmp_path / "straight")
     resumed, res_b = _run(cfg, tmp_path / "resumed", epochs_first=2)
     assert (res_a.resumed_from, res_b.resumed_from) == (0, 2)
@@ -352,7 +352,9 @@ def test_config_round_trip_and_validation():
         TrainConfig.from_dict({"model": "amdfn", "learning_rate": 0.1})
     for bad, match in [({"optimizer": "rmsprop"}, "optimizer"), ({"lr": 0.0}, "lr"),
                        ({"milestones": (5, 3)}, "milestones"), ({"nesterov": True}, "nesterov"),
-                       ({"device": "tpu"}, "device"), ({"val_fraction": 1.0}, "val_fraction")]:
+                       ({"device": "tpu"}, "device"), ({"val_fraction": 1.0}, "val_fraction"),
+                       ({"precise_bn_batches": -1}, "precise_bn_batches"),
+                       ({"pretrain_epochs": -1}, "pretrain_epochs")]:
         with pytest.raises(ValueError, match=match):
             TrainConfig(model="amdfn", **bad)
     with pytest.raises(TypeError, match="epochs"):
@@ -429,3 +431,22 @@ def test_cuda_mixed_precision_run_and_resume(tmp_path):
     assert res.history[-1]["val_acc"] >= 0.9
     assert all(torch.isfinite(v).all() for v in load_checkpoint(res.last_path)["model"].values()
                if v.is_floating_point())
+
+
+def test_precise_bn_in_fit_uses_training_samples_as_evaluation_sees_them(tmp_path):
+    """After fit with precise BN, the saved running mean of the batch norm equals the mean
+    of the first layer's outputs over the training set (batches of 8 of 48 samples, equal
+    sizes, so the average of batch means is the overall mean), computed here by hand from
+    the saved weights and the stored samples (no augmentation: evaluation sees them bare)."""
+    cfg = cfg_for(epochs=2, precise_bn_batches=100)
+    model = tiny(cfg)
+    train, val = loaders(cfg)
+    res = fit(model, train, val, cfg, tmp_path, augment=noise_augment)
+    state = load_checkpoint(res.last_path)["model"]
+    torch.manual_seed(0)
+    np.random.seed(0)
+    x = torch.stack([train.dataset[i]["x"] for i in range(len(train.dataset))])  # jitter 0.01
+    h = x @ state["body.0.weight"].T + state["body.0.bias"]
+    torch.testing.assert_close(state["body.1.running_mean"], h.mean(0), atol=0.05, rtol=0)
+    batch_vars = torch.stack([h[i:i + 8].var(0) for i in range(0, 48, 8)])
+    torch.testing.assert_close(state["body.1.running_var"], batch_vars.mean(0), rtol=0.05, atol=0.01)
