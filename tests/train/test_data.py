@@ -15,6 +15,7 @@ from data_schema.schemas import get_schema
 from data_schema.store import ItemMeta, ItemRecord, ShardEntry, shard_file_name, write_index, write_shard
 from preprocess.landmark_names import IBUG_MIRROR
 from train import augment as A
+from train import data as train_data
 from train.data import InMemoryDataset, MapsDataset, SequenceDataset, make_loader
 from train.models.amdfn import AMDFN
 from train.models.ffnet_m import FFNetM
@@ -257,25 +258,30 @@ def test_open_shards_are_capped_least_recently_used_first(stores, monkeypatch):
 
 
 def test_each_sample_reads_one_chunk_per_dataset_by_row(stores, monkeypatch):
-    reads = []
-    real = h5py.Dataset.__getitem__
+    reads, indexed = [], []
+    real_row, real_get = train_data._Shard.row, h5py.Dataset.__getitem__
 
-    def spy(self, args, *rest, **kw):
-        reads.append((self.name, args))
-        return real(self, args, *rest, **kw)
+    def spy_row(self, name, i):
+        reads.append((name, i))
+        return real_row(self, name, i)
+
+    def spy_get(self, args, *rest, **kw):
+        indexed.append((self.name, args))
+        return real_get(self, args, *rest, **kw)
 
     maps = MapsDataset(stores["maps"], LABELLED[:4])
     seq = SequenceDataset(stores["aligned"], SEQ_KEYS[:1], "stcam", train=False)
     maps[0], seq[0]  # open (opening reads the small ids/key and ids/label columns once)
-    monkeypatch.setattr(h5py.Dataset, "__getitem__", spy)
+    monkeypatch.setattr(train_data._Shard, "row", spy_row)
+    monkeypatch.setattr(h5py.Dataset, "__getitem__", spy_get)
     maps[2]
-    assert sorted(n for n, _ in reads) == ["/maps", "/valid"]
-    assert all(isinstance(a, (int, np.integer)) for _, a in reads)
+    assert sorted(n for n, _ in reads) == ["maps", "valid"] and indexed == []  # raw chunks only
     reads.clear()
     seq[0]
-    frame_reads = [a for n, a in reads if n == "/frames"]
+    frame_reads = [i for n, i in reads if n == "frames"]
     # 9 frames, STCAM eval picks 7 distinct ones: 7 single-frame reads, nothing else
-    assert len(frame_reads) == 7 and all(isinstance(a, (int, np.integer)) for a in frame_reads)
+    assert len(frame_reads) == 7 and len(set(frame_reads)) == 7
+    assert not [n for n, _ in indexed if n == "/frames"]
 
 
 # ------------------------------------------------------------------- SequenceDataset
@@ -537,3 +543,38 @@ def test_augment_runs_on_the_gpu_with_a_cpu_generator():
     assert r["maps"].is_cuda
     c = A.random_crop_5({"x": torch.rand(4, 3, 7, 240, 240, device="cuda")}, 224, torch.Generator())
     assert c["x"].shape == (4, 3, 7, 224, 224) and c["x"].is_cuda
+
+
+@pytest.mark.parametrize("compression", [None, "gzip"])
+@pytest.mark.parametrize("dtype", ["float32", "bool", "uint8", "int64"])
+def test_row_read_as_a_raw_chunk_equals_h5py_indexing(tmp_path, compression, dtype):
+    """_Shard.row reads one-row chunks as raw bytes (inflating gzip): the values must be
+    exactly what h5py's own indexing returns, with gzip and byte shuffle undone; a layout
+    it cannot read that way (several rows per chunk, a checksum filter) falls back."""
+    from train.data import _one_row_per_chunk
+
+    rng = np.random.default_rng(0)
+    data = (rng.random((5, 3, 4, 6)) * 200).astype(dtype)
+    path = tmp_path / "s.h5"
+    with h5py.File(path, "w") as h5:
+        h5.create_dataset("one", data=data, chunks=(1, 3, 4, 6), compression=compression)
+        h5.create_dataset("shuffled", data=data, chunks=(1, 3, 4, 6), compression="gzip", shuffle=True)
+        h5.create_dataset("two_rows", data=data, chunks=(2, 3, 4, 6))
+        h5.create_dataset("fletcher", data=data, chunks=(1, 3, 4, 6), fletcher32=True)
+    with h5py.File(path, "r") as h5:
+        assert _one_row_per_chunk(h5["one"]).filters == ((1,) if compression == "gzip" else ())
+        assert _one_row_per_chunk(h5["shuffled"]).filters == (2, 1)   # shuffle, then deflate
+        assert _one_row_per_chunk(h5["two_rows"]) is None
+        assert _one_row_per_chunk(h5["fletcher"]) is None
+
+    class Bare(train_data._Shard):      # the row reader without a store index around it
+        def __init__(self, h5):
+            self.h5, self._datasets, self._whole_row_chunks = h5, {}, {}
+
+    with h5py.File(path, "r") as h5:
+        shard = Bare(h5)
+        for name in ("one", "shuffled", "two_rows", "fletcher"):
+            for i in range(5):
+                got = shard.row(name, i)
+                assert got.dtype == data.dtype and got.flags.writeable
+                np.testing.assert_array_equal(got, data[i])
