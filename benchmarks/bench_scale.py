@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -85,17 +86,27 @@ def bench_workers(scans: list[str], rounds: int) -> dict:
     return out
 
 
-def run_stages(raw: Path, st: Path) -> dict[str, float]:
-    """ingest + the 3-D chain, each stage its own process; seconds per stage."""
+def children_cpu() -> float:
+    """CPU seconds (user + system) of this process's finished, reaped descendants
+    (a stage process and the dask workers it started and joined)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def run_stages(raw: Path, st: Path, cpu: dict | None = None) -> dict[str, float]:
+    """ingest + the 3-D chain, each stage its own process; wall seconds per stage
+    (CPU seconds per stage into ``cpu`` when given)."""
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     cmds = [["ingest", "--raw", str(raw), "--mesh-out", str(st / "raw_mesh"), "--frames-out", str(st / "raw_frames")]]
     cmds += [[name, "--in", str(st / src), "--out", str(st / dst)] for name, src, dst in STAGES]
     times = {}
     for cmd in cmds:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), children_cpu()
         subprocess.run([sys.executable, "-m", "pipeline", "--params", str(ROOT / "params.yaml"), *cmd],
                        env=env, cwd=st, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         times[cmd[0]] = time.perf_counter() - t0
+        if cpu is not None:
+            cpu[cmd[0]] = children_cpu() - c0
     return times
 
 
@@ -122,20 +133,22 @@ def bench_incremental(d: Path) -> dict:
     raw, st = d / "raw", d / "st"
     st.mkdir()
     load = {"full": os.getloadavg()[0]}
-    full = run_stages(raw, st)
+    cpu: dict = {"full": {}, "fixed": {}, "rerun": {}}
+    full = run_stages(raw, st, cpu["full"])
     index = json.loads((st / "raw_mesh" / "index.json").read_text())
     n_scans = sum(len(sh["items"]) for sh in index["shards"])
     before = shard_files(st)
     load["fixed"] = os.getloadavg()[0]
-    fixed = run_stages(raw, st)  # nothing changed: the fixed cost of a rerun
+    fixed = run_stages(raw, st, cpu["fixed"])  # nothing changed: the fixed cost of a rerun
     add_scan(raw)
     load["rerun"] = os.getloadavg()[0]
-    rerun = run_stages(raw, st)
+    rerun = run_stages(raw, st, cpu["rerun"])
     after = shard_files(st)
     new = {s: sorted(set(after[s]) - set(before[s])) for s in after}
     untouched = all(after[s].get(f) == m for s in before for f, m in before[s].items())
     return {"n_scans": n_scans, "full_s": full, "fixed_rerun_s": fixed, "rerun_one_new_s": rerun,
-            "new_shards": new, "old_shards_untouched": untouched, "load_1min": load}
+            "new_shards": new, "old_shards_untouched": untouched, "load_1min": load,
+            "cpu_s": {k: sum(v.values()) for k, v in cpu.items()}, "cpu_per_stage_s": cpu}
 
 
 def sample_params(which: str):
@@ -198,7 +211,9 @@ def main(argv=None) -> dict:
                f"one process per stage)",
                ratio, f"full {full:.1f} s, rerun {rerun:.2f} s (nothing changed: {fixed:.2f} s; slowest stage "
                f"{slowest} {inc['rerun_one_new_s'][slowest]:.2f} s); exactly one new shard per store, old ones "
-               f"untouched: {one_new}; load {lo:.1f}-{hi:.1f} on {os.cpu_count()} cores; goal <= 0.05")
+               f"untouched: {one_new}; CPU: rerun {inc['cpu_s']['rerun']:.2f} s / full {inc['cpu_s']['full']:.1f} s "
+               f"= {inc['cpu_s']['rerun'] / inc['cpu_s']['full']:.3f}; load {lo:.1f}-{hi:.1f} on "
+               f"{os.cpu_count()} cores; goal <= 0.05")
         per_item = max(full - fixed, 1e-9) / n
         big = 4666  # Bosphorus scans
         projected = rerun / (fixed + big * per_item)
