@@ -53,3 +53,30 @@ def test_off_and_unusable_cache_still_hash(tmp_path, monkeypatch):
     (tmp_path / "blocker").write_text("a file where the cache folder should be")
     monkeypatch.setenv("FERMAPS_HASH_CACHE", str(tmp_path / "blocker" / "c.sqlite"))
     assert cached_sha256(f) == hashlib.sha256(b"123").hexdigest()
+
+
+def test_one_connection_per_process_and_a_forked_child_opens_its_own(tmp_path, monkeypatch):
+    db = tmp_path / "c.sqlite"
+    monkeypatch.setenv("FERMAPS_HASH_CACHE", str(db))
+    monkeypatch.setattr(hash_cache, "SETTLE_NS", 0)
+    opened = []
+    real_connect = sqlite3.connect
+    monkeypatch.setattr(hash_cache.sqlite3, "connect", lambda *a, **k: opened.append(a[0]) or real_connect(*a, **k))
+    files = []
+    for i in range(5):
+        f = tmp_path / f"f{i}"
+        f.write_bytes(bytes([i]) * 100)
+        os.utime(f, ns=(OLD, OLD))
+        files.append(f)
+    for _ in range(2):  # a first pass fills the cache, the second reads it
+        assert [cached_sha256(f) for f in files] == [hashlib.sha256(bytes([i]) * 100).hexdigest() for i in range(5)]
+    assert opened == [db]
+    assert len(rows(db)) == 5  # (rows' own connect is counted too)
+
+    n = len(opened)
+    pid = os.fork()
+    if pid == 0:  # child: must not reuse the parent's connection, and must still be right
+        ok = cached_sha256(files[3]) == hashlib.sha256(bytes([3]) * 100).hexdigest() and len(opened) == n + 1
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
