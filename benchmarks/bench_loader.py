@@ -56,13 +56,15 @@ def build_store(tmp: Path) -> Path:
     return tmp / "maps_clean"
 
 
-def uncompressed_copy(root: Path, out: Path) -> Path:
-    """The same shards rewritten with every dataset uncompressed (a diagnostic only: the
-    schemas say gzip), to show what the reader costs without the inflate."""
+def recompressed_copy(root: Path, out: Path, compression: str | None) -> Path:
+    """The same shards rewritten with every dataset compressed as ``compression`` (None or
+    "gzip"; a diagnostic only, the schemas fix each dataset's compression), to show what
+    the reader costs with and without the inflate.
+    """
     from data_schema.store import ItemRecord, ShardEntry, Store, write_index, write_shard
 
     src = Store(root)
-    plain = dataclasses.replace(src.schema, datasets=tuple(dataclasses.replace(d, compression=None)
+    plain = dataclasses.replace(src.schema, datasets=tuple(dataclasses.replace(d, compression=compression)
                                                              for d in src.schema.datasets))
     out.mkdir(parents=True)
     entries = []
@@ -72,6 +74,31 @@ def uncompressed_copy(root: Path, out: Path) -> Path:
         entries.append(ShardEntry(sh["file"], digest, tuple(sh["items"])))
     write_index(out, plain, src.params, "bench_loader", entries)
     return out
+
+
+def _row_reader_times(ds, repeat: int) -> tuple[float, float]:
+    """Seconds per sample of ``ds`` read through ``_Shard.row`` (raw chunks) and through
+    plain h5py indexing (the reader's baseline), best of ``repeat`` interleaved rounds."""
+    from train import data as train_data
+
+    raw_row = train_data._Shard.row
+
+    def indexed_row(shard, name, i):
+        return shard[name][i]
+
+    def epoch():
+        return [ds[i] for i in range(len(ds))]
+
+    best = [float("inf"), float("inf")]
+    epoch()  # open the shards
+    try:
+        for _ in range(repeat):
+            for k, row in enumerate((raw_row, indexed_row)):
+                train_data._Shard.row = row
+                best[k] = min(best[k], best_of(epoch, 1))
+    finally:
+        train_data._Shard.row = raw_row
+    return best[0] / len(ds), best[1] / len(ds)
 
 
 def _epoch(loader) -> int:
@@ -101,7 +128,8 @@ def main(argv=None) -> dict:
         root = Path(args.store) if args.store else build_store(Path(d))
         keys = [m.key for m in Store(root).metas() if m.label >= 0]
         ds = MapsDataset(root, keys)
-        plain_ds = MapsDataset(uncompressed_copy(root, Path(d) / "plain"), keys)
+        plain_ds = MapsDataset(recompressed_copy(root, Path(d) / "plain", None), keys)
+        gzip_ds = MapsDataset(recompressed_copy(root, Path(d) / "gzip", "gzip"), keys)
         reps = max(1, -(-args.epoch // len(keys)))
         mem = InMemoryDataset(ds)
         sources = {"store": ConcatDataset([ds] * reps), "uncompressed": ConcatDataset([plain_ds] * reps),
@@ -112,6 +140,11 @@ def main(argv=None) -> dict:
         t_read = best_of(lambda: [ds[i] for i in range(len(ds))], args.repeat) / len(ds)
         t_plain = best_of(lambda: [plain_ds[i] for i in range(len(ds))], args.repeat) / len(ds)
         t_ram = best_of(lambda: [mem[i] for i in range(len(mem))], args.repeat) / len(mem)
+        for name, dset in (("store as written", ds), ("every dataset gzip", gzip_ds)):
+            raw, indexed = _row_reader_times(dset, args.repeat)
+            report(f"sample read, h5py indexing / raw chunks ({name})", indexed / raw,
+                   f"raw chunks {raw * 1e3:.3f} ms, h5py indexing {indexed * 1e3:.3f} ms a sample "
+                   f"(train.data._Shard.row; rounds interleaved)")
         file, row = ds._rows[0]
         with h5py.File(file, "r") as h5:
             gzip = h5["maps"].compression == "gzip"

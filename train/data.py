@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import os
 import random
-import zlib
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -140,25 +139,20 @@ class _Shard:
     def row(self, name: str, i: int) -> np.ndarray:
         """Row ``i`` of dataset ``name`` (shape ``ds.shape[1:]``, its dtype).
 
-        The stores chunk per-sample datasets one row per chunk, so a row is one chunk, read
-        here as raw bytes (``read_direct_chunk``) and inflated / unshuffled in numpy and
-        zlib.  This skips HDF5's filter pipeline and h5py's selection machinery, which cost
-        more than the work for one small chunk (a 112 x 112 ``valid`` mask: 115 us through
-        h5py, 24 us this way; the uncompressed maps read the same either way).  Layouts it
-        cannot read so go through ordinary indexing.
+        The stores chunk per-sample datasets one row per chunk, so an unfiltered row is one
+        raw chunk, copied straight into the returned array (``read_direct_chunk``): this
+        skips h5py's selection machinery, which costs more than the copy for one sample
+        (``benchmarks/bench_loader.py``: a maps_clean sample 1.5-2x faster than through
+        indexing).  Compressed datasets go through ordinary indexing: HDF5's C inflate
+        beat undoing gzip and byte shuffle in numpy (measured 0.9x before this fallback).
         """
         ds = self[name]
         plan = self._whole_row_chunks[name]
         if plan is None or not 0 <= i < plan.rows:
             return ds[i]
-        offsets = (i, *plan.zeros)
-        if not plan.filters:
-            out = np.empty(plan.shape, dtype=plan.dtype)
-            ds.id.read_direct_chunk(offsets, out=out.reshape(-1).view(np.uint8))
-            return out
-        mask, raw = ds.id.read_direct_chunk(offsets)
-        raw = _decode_chunk(raw, mask, plan.filters, plan.dtype.itemsize)
-        return np.frombuffer(raw, dtype=plan.dtype).reshape(plan.shape).copy()
+        out = np.empty(plan.shape, dtype=plan.dtype)
+        ds.id.read_direct_chunk((i, *plan.zeros), out=out.reshape(-1).view(np.uint8))
+        return out
 
 
 class _Handles:
@@ -204,14 +198,10 @@ def _check_shard(h5: h5py.File, path: str, index: _StoreIndex) -> None:
                           f"shard come from different runs")
 
 
-_DEFLATE, _SHUFFLE = 1, 2   # HDF5 filter ids (H5Z_FILTER_DEFLATE, H5Z_FILTER_SHUFFLE)
-
-
 class _RowPlan(NamedTuple):
     """How :meth:`_Shard.row` reads a dataset's rows as raw chunks (looked up once: h5py's
     shape / dtype properties cost microseconds per access)."""
 
-    filters: tuple[int, ...]   # filter pipeline ids in writing order (empty: unfiltered)
     rows: int
     shape: tuple[int, ...]     # one row's shape
     dtype: np.dtype
@@ -219,29 +209,12 @@ class _RowPlan(NamedTuple):
 
 
 def _one_row_per_chunk(ds: h5py.Dataset) -> _RowPlan | None:
-    """None when rows of ``ds`` cannot be read as raw chunks (several rows per chunk, a
-    filter other than deflate / byte shuffle), else the :class:`_RowPlan`."""
+    """The :class:`_RowPlan` of ``ds``, or None when its rows cannot be copied straight
+    from raw chunks (several rows per chunk, or any filter such as gzip)."""
     if (ds.chunks is None or ds.ndim < 1 or tuple(ds.chunks) != (1, *ds.shape[1:])
-            or ds.dtype.kind not in "biuf"):
+            or ds.dtype.kind not in "biuf" or ds.id.get_create_plist().get_nfilters()):
         return None
-    plist = ds.id.get_create_plist()
-    filters = tuple(plist.get_filter(k)[0] for k in range(plist.get_nfilters()))
-    if not set(filters) <= {_DEFLATE, _SHUFFLE}:
-        return None
-    return _RowPlan(filters, ds.shape[0], tuple(ds.shape[1:]), ds.dtype, (0,) * (ds.ndim - 1))
-
-
-def _decode_chunk(raw: bytes, mask: int, filters: tuple[int, ...], itemsize: int) -> bytes:
-    """Undo a chunk's filters (last written, first undone); bit k of ``mask`` set means
-    filter k was skipped for this chunk."""
-    for k in reversed(range(len(filters))):
-        if mask >> k & 1:
-            continue
-        if filters[k] == _DEFLATE:
-            raw = zlib.decompress(raw)
-        elif itemsize > 1:   # shuffle stored byte k of every value together: transpose back
-            raw = np.frombuffer(raw, np.uint8).reshape(itemsize, -1).T.tobytes()
-    return raw
+    return _RowPlan(ds.shape[0], tuple(ds.shape[1:]), ds.dtype, (0,) * (ds.ndim - 1))
 
 
 def _finite(arr: np.ndarray, file: str, key: str, name: str) -> np.ndarray:
