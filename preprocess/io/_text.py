@@ -11,6 +11,7 @@ clear reason instead of exhausting memory.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import os
@@ -39,6 +40,22 @@ def is_gzip_path(path: str | os.PathLike) -> bool:
     return os.fspath(path).lower().endswith(".gz")
 
 
+@contextlib.contextmanager
+def read_errors(path: str | os.PathLike):
+    """Inside the block, a missing file, a corrupt or truncated gzip stream or another OS
+    error becomes an InputError naming ``path`` (InputErrors pass through)."""
+    try:
+        yield
+    except InputError:
+        raise
+    except FileNotFoundError:
+        raise InputError(path, "file not found") from None
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+        raise InputError(path, f"corrupt or truncated gzip stream ({e})") from None
+    except OSError as e:
+        raise InputError(path, f"cannot read file ({e.strerror or e})") from None
+
+
 def read_bytes(path: str | os.PathLike, max_bytes: int = MAX_FILE_BYTES,
                gz: bool | None = None) -> bytes:
     """Whole content of a file, gunzipped when ``gz`` (default: when the name ends in
@@ -48,7 +65,7 @@ def read_bytes(path: str | os.PathLike, max_bytes: int = MAX_FILE_BYTES,
     truncated gzip stream, or content larger than ``max_bytes``.
     """
     gz = is_gzip_path(path) if gz is None else gz
-    try:
+    with read_errors(path):
         if not gz:
             size = os.stat(path).st_size
             if size > max_bytes:
@@ -70,14 +87,6 @@ def read_bytes(path: str | os.PathLike, max_bytes: int = MAX_FILE_BYTES,
                         raise InputError(path, f"gzip stream decompresses to more than the "
                                                f"{_mib(max_bytes)} limit")
             data = b"".join(parts)
-    except InputError:
-        raise
-    except FileNotFoundError:
-        raise InputError(path, "file not found") from None
-    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
-        raise InputError(path, f"corrupt or truncated gzip stream ({e})") from None
-    except OSError as e:
-        raise InputError(path, f"cannot read file ({e.strerror or e})") from None
     if len(data) > max_bytes:  # file grew while reading
         raise InputError(path, f"file is more than the {_mib(max_bytes)} limit")
     if not data:

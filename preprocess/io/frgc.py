@@ -24,7 +24,6 @@ import gzip
 import io
 import os
 import re
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,8 +33,14 @@ from data_schema.errors import InputError
 from data_schema.labels import label_map
 from preprocess.io._grid import grid_mesh
 from preprocess.io._mesh import load_image
-from preprocess.io._text import (MAX_FILE_BYTES, is_gzip_path, parse_numbers,
-                                 require_finite, wraps_input_errors)
+from preprocess.io._text import (
+    MAX_FILE_BYTES,
+    is_gzip_path,
+    parse_numbers,
+    read_errors,
+    require_finite,
+    wraps_input_errors,
+)
 from preprocess.scan import ItemIds, Scan
 
 INVALID = -999999.0
@@ -71,54 +76,47 @@ def _abs_stem(path: Path) -> str:
 def _read_header_and_body(path) -> tuple[int, int, bytes]:
     gz = is_gzip_path(path)
     opener = gzip.open if gz else open
-    try:
-        with opener(path, "rb") as f:
-            head = f.read(_HEADER_PROBE)
-            if not head:
-                raise InputError(path, "empty file")
-            parts = head.split(b"\n", 3)
-            if len(parts) < 4:
-                raise InputError(path, "truncated: no data after the 3 header lines")
-            text = [p.decode("latin-1") for p in parts[:3]]
-            mr, mc = _ROWS.match(text[0]), _COLS.match(text[1])
-            if not mr or not mc or not _PIXELS.match(text[2]):
-                raise InputError(path, "not an .abs file (header is not 'R rows', "
-                                       "'C columns', 'pixels (flag X Y Z):')")
-            rows, cols = int(mr.group(1)), int(mc.group(1))
-            n = rows * cols
-            if n == 0:
-                raise InputError(path, f"empty grid ({rows} rows x {cols} columns)")
-            header_len = sum(len(p) + 1 for p in parts[:3])
-            min_body = 4 * 2 * n - 1  # each value >= 1 character + 1 separator
-            max_body = 4 * _MAX_VALUE_CHARS * n + 64
-            promise = (f"header promises {rows} x {cols} = {n} points "
-                       f"(at least {min_body} bytes of data)")
-            if min_body > MAX_FILE_BYTES:
-                raise InputError(path, f"{promise}: more than the {MAX_FILE_BYTES} byte limit")
-            if not gz:
-                size = os.fstat(f.fileno()).st_size
-                if size - header_len < min_body:
-                    raise InputError(path, f"truncated: {promise}, file has {size} bytes")
-                if size - header_len > max_body:
-                    raise InputError(path, f"file has {size} bytes, more than {rows} x {cols} "
-                                           f"points can fill")
-            chunks, total = [parts[3]], len(parts[3])
-            while total <= max_body:
-                chunk = f.read(min(1 << 20, max_body + 1 - total))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                total += len(chunk)
-            if total > max_body:
-                raise InputError(path, f"data is longer than {rows} x {cols} points can fill")
-            if total < min_body:
-                raise InputError(path, f"truncated: {promise}, data has {total} bytes")
-    except InputError:
-        raise
-    except FileNotFoundError:
-        raise InputError(path, "file not found") from None
-    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
-        raise InputError(path, f"corrupt or truncated gzip stream ({e})") from None
+    with read_errors(path), opener(path, "rb") as f:
+        head = f.read(_HEADER_PROBE)
+        if not head:
+            raise InputError(path, "empty file")
+        parts = head.split(b"\n", 3)
+        if len(parts) < 4:
+            raise InputError(path, "truncated: no data after the 3 header lines")
+        text = [p.decode("latin-1") for p in parts[:3]]
+        mr, mc = _ROWS.match(text[0]), _COLS.match(text[1])
+        if not mr or not mc or not _PIXELS.match(text[2]):
+            raise InputError(path, "not an .abs file (header is not 'R rows', "
+                                   "'C columns', 'pixels (flag X Y Z):')")
+        rows, cols = int(mr.group(1)), int(mc.group(1))
+        n = rows * cols
+        if n == 0:
+            raise InputError(path, f"empty grid ({rows} rows x {cols} columns)")
+        header_len = sum(len(p) + 1 for p in parts[:3])
+        min_body = 4 * 2 * n - 1  # each value >= 1 character + 1 separator
+        max_body = 4 * _MAX_VALUE_CHARS * n + 64
+        promise = (f"header promises {rows} x {cols} = {n} points "
+                   f"(at least {min_body} bytes of data)")
+        if min_body > MAX_FILE_BYTES:
+            raise InputError(path, f"{promise}: more than the {MAX_FILE_BYTES} byte limit")
+        if not gz:
+            size = os.fstat(f.fileno()).st_size
+            if size - header_len < min_body:
+                raise InputError(path, f"truncated: {promise}, file has {size} bytes")
+            if size - header_len > max_body:
+                raise InputError(path, f"file has {size} bytes, more than {rows} x {cols} "
+                                       f"points can fill")
+        chunks, total = [parts[3]], len(parts[3])
+        while total <= max_body:
+            chunk = f.read(min(1 << 20, max_body + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        if total > max_body:
+            raise InputError(path, f"data is longer than {rows} x {cols} points can fill")
+        if total < min_body:
+            raise InputError(path, f"truncated: {promise}, data has {total} bytes")
     return rows, cols, b"".join(chunks)
 
 
