@@ -3,20 +3,23 @@ store through the DataLoader vs the same samples held in RAM (``InMemoryDataset`
 through the same DataLoader.
 
 Goal (issue "training data"): store / RAM >= 0.9 with 2 workers.  Both sides use
-``train.data.make_loader`` (batch 20 = AMDFN's, shuffled, persistent workers), an epoch
-of ``--epoch`` samples (the store's labelled items repeated, so every sample is a fresh
-read and decompression, never a cache hit), best of ``--repeat`` epochs after one
-warm-up epoch (worker start-up excluded), the sides' epochs interleaved round by round.  The detail also gives the costs that explain
-the ratio, measured in this process: one sample read from the store without a loader
-(h5py row read = one gzip chunk per dataset), the raw inflate of the maps chunk alone
-(``zlib``), and one RAM sample.  A second line runs the same reader on an uncompressed
-copy of the same shards (written to the temporary directory; the schemas themselves say
-gzip), which separates the reader's own cost from the decompression.  ``--workers 2 4 8``
-sweeps worker counts (one ratio per count; the RAM side always uses the same count).
+``train.data.make_loader`` (batch 20 = AMDFN's, shuffled, persistent workers): the store
+side as training reads it, a batch at a time (``MapsDataset.read_batch``: rows straight
+from the file into the shared-memory batch), the RAM side through the default collate
+(indexing + one copy into the shared batch).  An epoch is ``--epoch`` samples (the
+store's labelled items repeated, so every sample is a fresh read), best of ``--repeat``
+epochs after one warm-up epoch (worker start-up excluded), the sides' epochs interleaved
+round by round.  Besides the wall-time ratio the detail gives the CPU time per sample of
+this process and its workers on each side (steadier than wall time while other jobs
+share the machine), and per-sample costs measured in this process without a loader.
+Diagnostic lines: the row reader against h5py indexing, on the store as written and on
+an all-gzip copy, and the loader on an uncompressed copy of the shards.
+``--workers 2 4 8`` sweeps worker counts (the RAM side always uses the same count).
+The process keeps freed memory for reuse (``pipeline.allocator``) before any worker
+starts, as ``fermaps train`` does.
 
-The store: ``--store DIR``, else the
-embedded sample is generated and run through ingest -> register -> crop -> render ->
-clean in a temporary directory (a few minutes).
+The store: ``--store DIR``, else the embedded sample is generated and run through
+ingest -> register -> crop -> render -> clean in a temporary directory (a few minutes).
 
 Run: ``PYTHONPATH=. python benchmarks/bench_loader.py [--workers 2] [--epoch 2000]``
 """
@@ -28,7 +31,6 @@ import os
 import sys
 import tempfile
 import zlib
-from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -108,15 +110,46 @@ def _epoch(loader) -> int:
     return n
 
 
+def _cpu_s() -> float:
+    """CPU seconds (user + system) so far of this process and its live children (the
+    loaders' persistent workers)."""
+    import psutil
+
+    me = psutil.Process()
+    procs = [me, *me.children(recursive=True)]
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system
+    return total
+
+
+def _timed_epoch(loader) -> tuple[float, float]:
+    """(wall s, CPU s of this process and all live workers) of one epoch.  On a machine
+    shared with other jobs the wall time varies with their load; the CPU time spent on
+    the epoch much less (workers of the idle loaders sleep)."""
+    import time
+
+    t0, c0 = time.perf_counter(), _cpu_s()
+    _epoch(loader)
+    return time.perf_counter() - t0, _cpu_s() - c0
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--store", default=None, help="a maps_clean store (default: build one from the embedded sample)")
     ap.add_argument("--workers", type=int, nargs="+", default=[2])
     ap.add_argument("--batch", type=int, default=20)
     ap.add_argument("--epoch", type=int, default=2000, help="samples per epoch")
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args(argv)
 
+    from pipeline.allocator import keep_freed_memory
+
+    keep_freed_memory()  # as the train stage's CLI does, before the workers fork
     import h5py
     import torch
     from torch.utils.data import ConcatDataset
@@ -132,7 +165,10 @@ def main(argv=None) -> dict:
         gzip_ds = MapsDataset(recompressed_copy(root, Path(d) / "gzip", "gzip"), keys)
         reps = max(1, -(-args.epoch // len(keys)))
         mem = InMemoryDataset(ds)
-        sources = {"store": ConcatDataset([ds] * reps), "uncompressed": ConcatDataset([plain_ds] * reps),
+        # the store sides list every key ``reps`` times (so make_loader reads them in
+        # batches, as training does); the RAM side repeats its samples the plain way
+        sources = {"store": MapsDataset(root, keys * reps),
+                   "uncompressed": MapsDataset(plain_ds._maps.root, keys * reps),
                    "ram": ConcatDataset([mem] * reps)}
         n_epoch = len(sources["ram"])
 
@@ -164,20 +200,29 @@ def main(argv=None) -> dict:
             for loader in loaders.values():
                 _epoch(loader)  # warm-up: start the workers, open the shards
             best = {name: float("inf") for name in loaders}
+            cpu = {name: float("inf") for name in loaders}
+            loads = []
             for _ in range(args.repeat):
                 for name, loader in loaders.items():
-                    best[name] = min(best[name], best_of(partial(_epoch, loader), 1))
+                    loads.append(os.getloadavg()[0])
+                    wall, spent = _timed_epoch(loader)
+                    best[name], cpu[name] = min(best[name], wall), min(cpu[name], spent)
             rates = {name: n_epoch / t for name, t in best.items()}
             del loaders
             ratio, plain_ratio = rates["store"] / rates["ram"], rates["uncompressed"] / rates["ram"]
+            cpu_ratio = cpu["ram"] / cpu["store"]
             results["by_workers"][w] = {"store_samples_per_s": rates["store"], "ram_samples_per_s": rates["ram"],
                                         "uncompressed_samples_per_s": rates["uncompressed"],
-                                        "ratio": ratio, "uncompressed_ratio": plain_ratio}
+                                        "ratio": ratio, "uncompressed_ratio": plain_ratio,
+                                        "cpu_ms_per_sample": {k: v / n_epoch * 1e3 for k, v in cpu.items()},
+                                        "cpu_ratio": cpu_ratio, "load_1min": [min(loads), max(loads)]}
             report(f"loader maps_clean / RAM, {w} workers", ratio,
                    f"store {rates['store']:.0f} samples/s, RAM {rates['ram']:.0f} samples/s "
-                   f"(batch {args.batch}, {os.cpu_count()} CPUs); one store sample {t_read * 1e3:.2f} ms "
-                   f"(maps chunk inflate alone {t_inflate * 1e3:.2f} ms), RAM sample {t_ram * 1e3:.3f} ms; "
-                   f"goal >= 0.9")
+                   f"(batch {args.batch}, {os.cpu_count()} CPUs, load {min(loads):.1f}-{max(loads):.1f}); "
+                   f"CPU per sample (all processes) store {cpu['store'] / n_epoch * 1e3:.3f} ms, "
+                   f"RAM {cpu['ram'] / n_epoch * 1e3:.3f} ms = {cpu_ratio:.3f}; one store sample "
+                   f"{t_read * 1e3:.2f} ms (maps chunk inflate alone {t_inflate * 1e3:.2f} ms), RAM sample "
+                   f"{t_ram * 1e3:.3f} ms; goal >= 0.9")
             report(f"loader uncompressed copy / RAM, {w} workers", plain_ratio,
                    f"same reader on the shards rewritten without gzip: {rates['uncompressed']:.0f} samples/s, "
                    f"one sample {t_plain * 1e3:.2f} ms (diagnostic: the gap above is the inflate)")

@@ -22,7 +22,11 @@ opened its schema attributes and its ``ids/key`` column are compared with the in
 (SchemaError on a mismatch: the index and the shard belong to different runs).  Every
 read is by row index, and every per-sample dataset of the stores is chunked one sample
 per chunk, so a sample costs one chunk read (one decompression) per dataset it needs;
-a sequence reads only the frames the protocol picks (one chunk per frame).  Labels come
+a sequence reads only the frames the protocol picks (one chunk per frame).
+:func:`make_loader` reads a MapsDataset a batch at a time (``read_batch``): each row
+goes from the file straight into its slot of the batch tensors, which in a worker are
+allocated in shared memory, so a sample is copied once on its way to the main process
+(store / RAM throughput >= 0.9 in ``benchmarks/bench_loader.py``).  Labels come
 from the shard's ``ids/label`` column (read once when the shard is opened, like the
 ``ids/key`` column the check reads), optionally remapped through ``label_map`` (the
 split manifest's store label -> protocol class index).
@@ -44,10 +48,11 @@ cheap; h5py does the reading and decompression.
 """
 from __future__ import annotations
 
+import math
 import os
 import random
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -55,7 +60,7 @@ import cv2
 import h5py
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
 from data_schema.channels import CHANNELS
 from data_schema.errors import InputError, SchemaError
@@ -72,7 +77,7 @@ from preprocess.frame_sampling import (
     wslgan_view,
 )
 
-__all__ = ["InMemoryDataset", "MapsDataset", "SequenceDataset", "make_loader", "MAP_INPUTS",
+__all__ = ["InMemoryDataset", "MapsDataset", "SequenceDataset", "in_stored_order", "make_loader", "MAP_INPUTS",
            "SEQUENCE_PROTOCOLS"]
 
 #: Map channels of each FFNet-M input (AMDFN's ``"maps"`` takes the chosen channels).
@@ -119,40 +124,81 @@ class _Shard:
         # No chunk cache: a sample is read once per epoch, so h5py's default cache (8 MiB
         # per open dataset) would only hold whole shards in every worker's memory.
         self.h5 = open_shard(path, rdcc_nbytes=0)
+        self.path = path
+        self.fd: int | None = None
         try:
             _check_shard(self.h5, path, index)
             # the item-id column is a few bytes per item: read once, not per sample
             self.labels = np.asarray(self.h5["ids/label"][()], dtype=np.int64)
+            # raw rows are read with pread on this process's own descriptor (row)
+            self.fd = os.open(path, os.O_RDONLY) if hasattr(os, "preadv") else None
         except BaseException:
             self.h5.close()
             raise
         self._datasets: dict[str, h5py.Dataset] = {}
         self._whole_row_chunks: dict[str, _RowPlan | None] = {}
+        self._row_shapes: dict[str, tuple[int, ...]] = {}
+
+    def close(self) -> None:
+        self.h5.close()
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
     def __getitem__(self, name: str) -> h5py.Dataset:
         ds = self._datasets.get(name)
         if ds is None:  # an h5py name lookup costs tens of microseconds: do it once
             ds = self._datasets[name] = self.h5[name]
             self._whole_row_chunks[name] = _one_row_per_chunk(ds)
+            self._row_shapes[name] = tuple(ds.shape[1:])
         return ds
 
-    def row(self, name: str, i: int) -> np.ndarray:
-        """Row ``i`` of dataset ``name`` (shape ``ds.shape[1:]``, its dtype).
+    def row_shape(self, name: str) -> tuple[int, ...]:
+        """The shape of one row of dataset ``name``."""
+        self[name]
+        return self._row_shapes[name]
 
-        The stores chunk per-sample datasets one row per chunk, so an unfiltered row is one
-        raw chunk, copied straight into the returned array (``read_direct_chunk``): this
-        skips h5py's selection machinery, which costs more than the copy for one sample
-        (``benchmarks/bench_loader.py``: a maps_clean sample 1.5-2x faster than through
-        indexing).  Compressed datasets go through ordinary indexing: HDF5's C inflate
-        beat undoing gzip and byte shuffle in numpy (measured 0.9x before this fallback).
-        """
+    def row(self, name: str, i: int) -> np.ndarray:
+        """Row ``i`` of dataset ``name`` (shape ``ds.shape[1:]``, its dtype), read by
+        :meth:`read_into` into a new array."""
         ds = self[name]
         plan = self._whole_row_chunks[name]
-        if plan is None or not 0 <= i < plan.rows:
-            return ds[i]
-        out = np.empty(plan.shape, dtype=plan.dtype)
-        ds.id.read_direct_chunk((i, *plan.zeros), out=out.reshape(-1).view(np.uint8))
-        return out
+        return self.read_into(name, i, np.empty(self._row_shapes[name], plan.dtype if plan else ds.dtype))
+
+    def read_into(self, name: str, i: int, dest: np.ndarray, start: int = 0) -> np.ndarray:
+        """Planes ``start : start + len(dest)`` (along the row's first axis) of row ``i`` of
+        dataset ``name`` into ``dest`` (the whole row when ``dest`` has the row's shape
+        and ``start`` is 0), e.g. channels 5..7 of a (8, H, W) maps row straight into a
+        batch tensor's slot; returns ``dest``.
+
+        The stores chunk per-sample datasets one row per chunk, so an unfiltered row is one
+        raw chunk: its bytes, at the file offset HDF5's chunk index gave when the dataset
+        was first used (:func:`_one_row_per_chunk`), are read with one ``pread`` straight
+        into ``dest``.  This skips h5py's selection machinery and HDF5's chunk lookup,
+        which cost more than the copy for one sample (``benchmarks/bench_loader.py``
+        prints the ratio against h5py indexing).  The shards are never modified in place
+        (written once, renamed into place), so the offsets stay valid while the file is
+        open.  Compressed datasets go through ordinary indexing: HDF5's C inflate beat
+        undoing gzip and byte shuffle in numpy (measured 0.9x before this fallback).
+        """
+        ds = self[name]
+        shape, plan = self._row_shapes[name], self._whole_row_chunks[name]
+        whole = start == 0 and dest.shape == shape
+        if not whole and not (len(shape) >= 1 and dest.shape[1:] == shape[1:]
+                              and 0 <= start <= shape[0] - len(dest)):
+            raise ValueError(f"planes {start}:{start + len(dest)} of shape {dest.shape[1:]} are not in "
+                             f"a {name} row of shape {shape}")
+        if (plan is None or self.fd is None or not 0 <= i < plan.rows or plan.offsets[i] < 0
+                or dest.dtype != plan.dtype or not dest.flags.c_contiguous):
+            dest[...] = ds[i] if whole else ds[i, start:start + len(dest)]
+            return dest
+        if dest.nbytes:
+            plane = dest.nbytes // len(dest) if dest.ndim else 0
+            got = os.preadv(self.fd, [dest.reshape(-1).view(np.uint8)], int(plan.offsets[i]) + start * plane)
+            if got != dest.nbytes:
+                raise SchemaError(f"{self.path}: {name} row {i} is cut short ({got} of {dest.nbytes} "
+                                  f"bytes): the shard is truncated")
+        return dest
 
 
 class _Handles:
@@ -172,7 +218,7 @@ class _Handles:
         shard = self._files.get(path)
         if shard is None:
             while len(self._files) >= MAX_OPEN_SHARDS:
-                self._files.popitem(last=False)[1].h5.close()
+                self._files.popitem(last=False)[1].close()
             shard = self._files[path] = _Shard(path, index)
         else:
             self._files.move_to_end(path)
@@ -181,7 +227,7 @@ class _Handles:
     def close(self) -> None:
         if self._pid == os.getpid():
             for shard in self._files.values():
-                shard.h5.close()
+                shard.close()
         self._files = OrderedDict()
 
     def __getstate__(self) -> dict:
@@ -205,7 +251,7 @@ class _RowPlan(NamedTuple):
     rows: int
     shape: tuple[int, ...]     # one row's shape
     dtype: np.dtype
-    zeros: tuple[int, ...]     # chunk offsets after the row index
+    offsets: np.ndarray        # (rows,) int64 byte offset of each row's chunk, -1 if unwritten
 
 
 def _one_row_per_chunk(ds: h5py.Dataset) -> _RowPlan | None:
@@ -214,7 +260,15 @@ def _one_row_per_chunk(ds: h5py.Dataset) -> _RowPlan | None:
     if (ds.chunks is None or ds.ndim < 1 or tuple(ds.chunks) != (1, *ds.shape[1:])
             or ds.dtype.kind not in "biuf" or ds.id.get_create_plist().get_nfilters()):
         return None
-    return _RowPlan(ds.shape[0], tuple(ds.shape[1:]), ds.dtype, (0,) * (ds.ndim - 1))
+    offsets = np.full(ds.shape[0], -1, np.int64)
+    nbytes = int(np.prod(ds.shape[1:], dtype=np.int64)) * ds.dtype.itemsize
+
+    def note(info) -> None:  # HDF5's chunk index, walked once
+        if info.size == nbytes and not info.filter_mask and 0 <= info.chunk_offset[0] < len(offsets):
+            offsets[info.chunk_offset[0]] = info.byte_offset
+
+    ds.id.chunk_iter(note)
+    return _RowPlan(ds.shape[0], tuple(ds.shape[1:]), ds.dtype, offsets)
 
 
 def _finite(arr: np.ndarray, file: str, key: str, name: str) -> np.ndarray:
@@ -279,6 +333,30 @@ def _model_input_spec(model: str) -> Mapping[str, tuple[int, ...]]:
         raise ValueError(f"MapsDataset serves {', '.join(specs)}; got model {model!r}") from None
 
 
+def _channel_runs(channels: Sequence[int]) -> list[tuple[int, int, int]]:
+    """Consecutive store channels as (output position, first store channel, count) runs:
+    (0, 1, 2) -> [(0, 0, 3)]; (3, 4, 0) -> [(0, 3, 2), (2, 0, 1)]."""
+    runs: list[tuple[int, int, int]] = []
+    for pos, c in enumerate(channels):
+        if runs and runs[-1][1] + runs[-1][2] == c:
+            runs[-1] = (runs[-1][0], runs[-1][1], runs[-1][2] + 1)
+        else:
+            runs.append((pos, c, 1))
+    return runs
+
+
+def _batch_tensor(shape: tuple[int, ...], dtype: torch.dtype, shared: bool) -> torch.Tensor:
+    """An uninitialised tensor; with ``shared``, in shared memory the way torch's default
+    collate allocates a batch in a worker (``_new_shared``), so that sending it to the main
+    process copies nothing (a plain tensor would be copied into shared memory then)."""
+    if shared:
+        proto = torch.empty(0, dtype=dtype)
+        new_shared = getattr(proto._typed_storage(), "_new_shared", None)
+        if new_shared is not None:  # a private torch API: fall back to a plain tensor
+            return proto.new(new_shared(math.prod(shape))).view(shape)
+    return torch.empty(shape, dtype=dtype)
+
+
 class MapsDataset(_StoreDataset):
     """Attribute maps (and masks) of 3-D scans, one scan per sample.
 
@@ -328,6 +406,7 @@ class MapsDataset(_StoreDataset):
         self._rows = self._maps.locate(self.keys)
         self._masks = None if masks_root is None else _StoreIndex(masks_root, ("masks",))
         self._mask_rows = None if self._masks is None else self._masks.locate(self.keys)
+        self._runs = {name: _channel_runs(idx) for name, idx in self.groups.items()}
 
     @property
     def normal_channels(self) -> dict[str, tuple[int | None, int | None]]:
@@ -342,24 +421,53 @@ class MapsDataset(_StoreDataset):
         return out
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        key = self.keys[i]
-        file, row = self._rows[i]
-        shard = self._handles.get(file, self._maps)
-        maps = _finite(shard.row("maps", row), file, key, "maps")  # one chunk: (8, H, W) float32
-        if tuple(maps.shape[1:]) != self.map_size:
-            raise SchemaError(f"{file}: maps of {key!r} are {maps.shape[1:]}, {self.model} wants {self.map_size}")
-        out = {name: torch.from_numpy(maps if idx == _ALL else np.ascontiguousarray(maps[list(idx)]))
+        return {name: t[0] for name, t in self._read([i], shared=False).items()}
+
+    def read_batch(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+        """Samples ``indices`` as one batch: the dict :meth:`__getitem__` gives, each
+        tensor with a leading batch axis (what the default collate would make of them).
+
+        Each sample's rows are read straight into its slot of the batch tensors, and in a
+        DataLoader worker those tensors live in shared memory (as torch's own collate
+        allocates them), so a batch is copied once, from the file into the memory the
+        main process maps: no per-sample arrays, no stacking copy.  :func:`make_loader`
+        reads MapsDatasets this way (``benchmarks/bench_loader.py``).
+        """
+        return self._read(indices, shared=torch.utils.data.get_worker_info() is not None)
+
+    def _read(self, indices: Sequence[int], shared: bool) -> dict[str, torch.Tensor]:
+        n = len(indices)
+        out = {name: _batch_tensor((n, len(idx), *self.map_size), torch.float32, shared)
                for name, idx in self.groups.items()}
-        out["valid"] = torch.from_numpy(shard.row("valid", row)[None])
-        if self._masks is not None:
-            mfile, mrow = self._mask_rows[i]
-            mshard = self._handles.get(mfile, self._masks)
-            for name, shape in self.mask_inputs.items():
-                mask = _finite(mshard.row(name, mrow), mfile, key, name)
-                if tuple(mask.shape) != shape:
-                    raise SchemaError(f"{mfile}: {name} of {key!r} is {mask.shape}, {self.model} wants {shape}")
-                out[name] = torch.from_numpy(mask)
-        out["label"] = torch.tensor(self._label(shard, row, key), dtype=torch.int64)
+        out["valid"] = _batch_tensor((n, 1, *self.map_size), torch.bool, shared)
+        for name, shape in self.mask_inputs.items():
+            out[name] = _batch_tensor((n, *shape), torch.float32, shared)
+        arrays = {name: t.numpy() for name, t in out.items()}
+        want = (len(CHANNELS), *self.map_size)
+        labels = []
+        for b, i in enumerate(indices):
+            key = self.keys[i]
+            file, row = self._rows[i]
+            shard = self._handles.get(file, self._maps)
+            if shard.row_shape("maps") != want:
+                raise SchemaError(f"{file}: maps of {key!r} are {shard.row_shape('maps')}, "
+                                  f"{self.model} wants {want}")
+            for name, runs in self._runs.items():  # each run of channels is one read
+                dest = arrays[name][b]
+                for pos, first, count in runs:
+                    shard.read_into("maps", row, dest[pos:pos + count], first)
+                _finite(dest, file, key, "maps")
+            shard.read_into("valid", row, arrays["valid"][b, 0])
+            if self._masks is not None:
+                mfile, mrow = self._mask_rows[i]
+                mshard = self._handles.get(mfile, self._masks)
+                for name, shape in self.mask_inputs.items():
+                    if mshard.row_shape(name) != shape:
+                        raise SchemaError(f"{mfile}: {name} of {key!r} is {mshard.row_shape(name)}, "
+                                          f"{self.model} wants {shape}")
+                    _finite(mshard.read_into(name, mrow, arrays[name][b]), mfile, key, name)
+            labels.append(self._label(shard, row, key))
+        out["label"] = torch.tensor(labels, dtype=torch.int64)
         return out
 
     def labels(self) -> np.ndarray:
@@ -508,13 +616,34 @@ def _seed_worker(worker_id: int) -> None:
     random.seed(s)
 
 
+class _BatchReads(Dataset):
+    """``dataset`` seen one batch per item: ``self[indices] = dataset.read_batch(indices)``
+    (a DataLoader with ``batch_size=None`` and a BatchSampler; torch's documented way to
+    load batched data directly)."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+        return self.dataset.read_batch(indices)
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+
+
 def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, workers: int, seed: int, *,
                 drop_last: bool = False, pin_memory: bool | None = None,
                 persistent_workers: bool = False) -> DataLoader:
     """A DataLoader whose order and worker seeds follow from ``seed``.
 
     dataset : any map-style dataset (the ones above yield dicts of tensors; the default
-        collate stacks them into a dict of batched tensors).
+        collate stacks them into a dict of batched tensors).  A dataset with a
+        ``read_batch(indices)`` method (:class:`MapsDataset`) is read a batch at a time
+        through it instead; the batches are the same.
     batch_size : int >= 1.  shuffle : reshuffle every epoch (from the seeded generator).
     workers : worker processes (0: read in this process).
     seed : int; the same seed gives the same batches and the same per-worker numpy /
@@ -528,8 +657,26 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, workers: int, 
     gen = torch.Generator()
     gen.manual_seed(int(seed))
     workers = int(workers)
-    return DataLoader(dataset, batch_size=int(batch_size), shuffle=bool(shuffle), num_workers=workers,
-                      generator=gen, worker_init_fn=_seed_worker if workers else None,
-                      drop_last=drop_last,
-                      pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
-                      persistent_workers=persistent_workers and workers > 0)
+    common = dict(num_workers=workers, generator=gen, worker_init_fn=_seed_worker if workers else None,
+                  pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
+                  persistent_workers=persistent_workers and workers > 0)
+    if callable(getattr(dataset, "read_batch", None)):
+        # the same sampler the DataLoader would build, drawing from the same generator
+        order = RandomSampler(dataset, generator=gen) if shuffle else SequentialSampler(dataset)
+        return DataLoader(_BatchReads(dataset), batch_size=None,
+                          sampler=BatchSampler(order, int(batch_size), drop_last), **common)
+    return DataLoader(dataset, batch_size=int(batch_size), shuffle=bool(shuffle), drop_last=drop_last, **common)
+
+
+def in_stored_order(loader: Iterable) -> Iterable:
+    """``loader``'s samples in their stored order and in the same batch size, read in
+    this process, without drawing from its shuffling generator (which is checkpointed:
+    drawing would change the next epoch's batches).  Anything but a DataLoader is
+    returned as it is."""
+    if not isinstance(loader, DataLoader):
+        return loader
+    if isinstance(loader.dataset, _BatchReads):
+        batches = BatchSampler(SequentialSampler(loader.dataset), loader.sampler.batch_size, False)
+        return DataLoader(loader.dataset, batch_size=None, sampler=batches, num_workers=0)
+    return DataLoader(loader.dataset, batch_size=loader.batch_size, shuffle=False, num_workers=0,
+                      collate_fn=loader.collate_fn)

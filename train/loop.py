@@ -58,6 +58,7 @@ from data_schema.errors import InputError
 from data_schema.store import atomic_write
 from train.batchnorm import recompute_bn_statistics
 from train.config import TrainConfig
+from train.data import in_stored_order
 from train.metrics import (
     accuracy,
     confusion_matrix,
@@ -330,8 +331,9 @@ def _loader_generators(loader) -> list[torch.Generator]:
     """The torch.Generators that decide a DataLoader's order and worker seeds (deduplicated)."""
     found, seen = [], set()
     candidates = [getattr(loader, "generator", None), getattr(getattr(loader, "sampler", None), "generator", None)]
-    bs = getattr(loader, "batch_sampler", None)
-    candidates.append(getattr(getattr(bs, "sampler", None), "generator", None))
+    # DataLoader's own batch sampler, or make_loader's batch-reading one (its sampler)
+    for bs in (getattr(loader, "batch_sampler", None), getattr(loader, "sampler", None)):
+        candidates.append(getattr(getattr(bs, "sampler", None), "generator", None))
     for g in candidates:
         if isinstance(g, torch.Generator) and id(g) not in seen:
             seen.add(id(g))
@@ -409,15 +411,6 @@ def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def _fixed_order(loader: Iterable[Mapping[str, torch.Tensor]]) -> Iterable[Mapping[str, torch.Tensor]]:
-    """The loader's samples in their stored order, without drawing from its shuffling
-    generator (which is checkpointed: drawing would change the next epoch's batches)."""
-    if isinstance(loader, torch.utils.data.DataLoader):
-        return torch.utils.data.DataLoader(loader.dataset, batch_size=loader.batch_size, shuffle=False,
-                                           num_workers=0, collate_fn=loader.collate_fn)
-    return loader
-
-
 def _precise_bn(model: nn.Module, train_loader, max_batches: int, device: torch.device, amp: bool,
                 augment: Augment | None) -> int:
     """Batch-norm statistics from the training samples as evaluation sees them
@@ -425,7 +418,7 @@ def _precise_bn(model: nn.Module, train_loader, max_batches: int, device: torch.
     gen = torch.Generator().manual_seed(0)  # evaluation steps draw nothing; a fixed one
 
     def batches():
-        for batch in _fixed_order(train_loader):
+        for batch in in_stored_order(train_loader):
             batch = _to_device(batch, device)
             yield augment(batch, gen, train=False) if augment is not None else batch
 

@@ -3,6 +3,7 @@ augmentation), on tiny stores written here with hand-chosen values: every expect
 number below is written down from how the stores were made, never taken from the code
 under test."""
 import math
+import os
 import pickle
 
 import h5py
@@ -259,11 +260,11 @@ def test_open_shards_are_capped_least_recently_used_first(stores, monkeypatch):
 
 def test_each_sample_reads_one_chunk_per_dataset_by_row(stores, monkeypatch):
     reads, indexed = [], []
-    real_row, real_get = train_data._Shard.row, h5py.Dataset.__getitem__
+    real_read, real_get = train_data._Shard.read_into, h5py.Dataset.__getitem__
 
-    def spy_row(self, name, i):
+    def spy_read(self, name, i, dest, start=0):
         reads.append((name, i))
-        return real_row(self, name, i)
+        return real_read(self, name, i, dest, start)
 
     def spy_get(self, args, *rest, **kw):
         indexed.append((self.name, args))
@@ -272,7 +273,7 @@ def test_each_sample_reads_one_chunk_per_dataset_by_row(stores, monkeypatch):
     maps = MapsDataset(stores["maps"], LABELLED[:4])
     seq = SequenceDataset(stores["aligned"], SEQ_KEYS[:1], "stcam", train=False)
     maps[0], seq[0]  # open (opening reads the small ids/key and ids/label columns once)
-    monkeypatch.setattr(train_data._Shard, "row", spy_row)
+    monkeypatch.setattr(train_data._Shard, "read_into", spy_read)
     monkeypatch.setattr(h5py.Dataset, "__getitem__", spy_get)
     maps[2]
     assert sorted(n for n, _ in reads) == ["maps", "valid"] and indexed == []  # raw chunks only
@@ -374,6 +375,38 @@ def test_in_memory_dataset_holds_the_same_samples(stores):
     for i in (0, 5, len(ds) - 1):
         a, b = ds[i], mem[i]
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("kind", ["amdfn", "amdfn_subset", "ffnet_m"])
+def test_batched_reads_give_the_batches_of_the_default_collate(stores, kind):
+    """make_loader reads a MapsDataset a batch at a time (read_batch, rows straight into
+    the batch, shared memory in workers); the batches must be exactly those of torch's
+    own per-sample path with the same seed, shuffled or not, with 0 or 2 workers."""
+    kw = {"amdfn": {}, "amdfn_subset": {"channels": ["D", "Nx", "Ny", "B"]},
+          "ffnet_m": {"model": "ffnet_m", "masks_root": stores["masks"]}}[kind]
+    keys = [k for k in LABELLED if k.startswith("bosphorus")] if kind == "ffnet_m" else LABELLED
+    ds = MapsDataset(stores["maps"], keys, **kw)
+    per_sample = torch.utils.data.Subset(ds, range(len(ds)))  # no read_batch: DataLoader collates
+    for shuffle, workers, drop_last in ((True, 2, True), (False, 0, False)):
+        got = list(make_loader(ds, 3, shuffle, workers, 5, drop_last=drop_last))
+        want = list(make_loader(per_sample, 3, shuffle, workers, 5, drop_last=drop_last))
+        assert isinstance(make_loader(ds, 3, shuffle, workers, 5).dataset, train_data._BatchReads)
+        assert len(got) == len(want) == (len(ds) // 3 if drop_last else -(-len(ds) // 3))
+        for a, b in zip(got, want):
+            assert a.keys() == b.keys()
+            for k in a:
+                assert a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]), k
+    # the stored order for precise batch norm: same batches as an unshuffled loader
+    fixed = list(train_data.in_stored_order(make_loader(ds, 3, True, 2, 5)))
+    assert all(torch.equal(a["label"], b["label"]) for a, b in zip(fixed, make_loader(ds, 3, False, 0, 5)))
+
+
+def test_batch_tensors_are_allocated_in_shared_memory_for_workers():
+    t = train_data._batch_tensor((2, 3, 4), torch.bool, shared=True)
+    assert t.is_shared() and t.shape == (2, 3, 4) and t.dtype == torch.bool and t.is_contiguous()
+    assert not train_data._batch_tensor((2, 3), torch.float32, shared=False).is_shared()
+    assert train_data._channel_runs((0, 1, 2)) == [(0, 0, 3)]
+    assert train_data._channel_runs((3, 0, 1, 7)) == [(0, 3, 1), (1, 0, 2), (3, 7, 1)]
 
 
 class _Draws(torch.utils.data.Dataset):
@@ -571,7 +604,9 @@ def test_row_read_as_a_raw_chunk_equals_h5py_indexing(tmp_path, compression, dty
 
     class Bare(train_data._Shard):      # the row reader without a store index around it
         def __init__(self, h5):
-            self.h5, self._datasets, self._whole_row_chunks = h5, {}, {}
+            self.h5, self.path, self._datasets, self._whole_row_chunks, self._row_shapes = \
+                h5, h5.filename, {}, {}, {}
+            self.fd = os.open(h5.filename, os.O_RDONLY)
 
     with h5py.File(path, "r") as h5:
         shard = Bare(h5)
@@ -580,3 +615,11 @@ def test_row_read_as_a_raw_chunk_equals_h5py_indexing(tmp_path, compression, dty
                 got = shard.row(name, i)
                 assert got.dtype == data.dtype and got.flags.writeable
                 np.testing.assert_array_equal(got, data[i])
+                # planes 1..2 of the row into a slot of a bigger array, as a batch reads them
+                batch = np.zeros((2, 4, 4, 6), data.dtype)
+                shard.read_into(name, i, batch[1, 1:3], start=1)
+                np.testing.assert_array_equal(batch[1, 1:3], data[i, 1:3])
+                assert not batch[0].any() and not batch[1, [0, 3]].any()
+        with pytest.raises(ValueError, match="not in"):
+            shard.read_into("one", 0, np.zeros((2, 4, 6), data.dtype), start=2)
+        shard.close()
