@@ -65,6 +65,7 @@ import numpy as np
 
 from data_schema.errors import InputError
 from preprocess.landmark_names import IBUG_NAMES, N_IBUG
+from preprocess.open3d_core import open3d_core
 from preprocess.scan import Landmarks
 
 #: Default render size, pixels (see the module docstring).
@@ -327,7 +328,7 @@ def _nose_ridge_up(q: np.ndarray, faces, item: str) -> tuple[np.ndarray, str]:
 def _cast_down(vv: np.ndarray, f: np.ndarray, xy: np.ndarray) -> np.ndarray:
     """First face hit by a ray along -Z through each (x, y) of ``xy`` (N, 2), view
     frame, mm; (N,) int64, -1 on a miss."""
-    import open3d as o3d  # heavy import, only where ray casting happens
+    o3d = open3d_core()  # heavy import, only where ray casting happens (viewer left out)
 
     # float32 scene: shift to the mesh centre (as preprocess.render) so the rounding is
     # relative to the face size.

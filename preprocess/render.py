@@ -37,6 +37,7 @@ from scipy import ndimage
 
 from data_schema.channels import CHANNEL_NORMALISATION, CHANNELS, FALLBACK_GRAY
 from data_schema.errors import InputError
+from preprocess.open3d_core import open3d_core
 
 #: Default depth range of the D channel (mm behind the nose tip that map to 0).
 DEFAULT_DEPTH_RANGE_MM = 100.0
@@ -181,7 +182,7 @@ def render_orthographic(vertices, faces, *, size: int | tuple[int, int] = 112,
     pixels are ``FALLBACK_GRAY`` and ``rgb_source`` is ``"none"``.
     Raises InputError on an empty mesh, bad shapes, out-of-range indices, NaN/inf.
     """
-    import open3d as o3d  # heavy import, only where rendering happens
+    o3d = open3d_core()  # heavy import, only where rendering happens (viewer left out)
 
     v, f = check_mesh(vertices, faces, item)
     (h, w), extent, px = _grid(v, size, extent_mm, item)
