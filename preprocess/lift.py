@@ -65,7 +65,6 @@ import numpy as np
 
 from data_schema.errors import InputError
 from preprocess.landmark_names import IBUG_NAMES, N_IBUG
-from preprocess.open3d_core import open3d_core
 from preprocess.scan import Landmarks
 
 #: Default render size, pixels (see the module docstring).
@@ -325,27 +324,6 @@ def _nose_ridge_up(q: np.ndarray, faces, item: str) -> tuple[np.ndarray, str]:
 
 # --------------------------------------------------------------------------- lifting
 
-def _cast_down(vv: np.ndarray, f: np.ndarray, xy: np.ndarray) -> np.ndarray:
-    """First face hit by a ray along -Z through each (x, y) of ``xy`` (N, 2), view
-    frame, mm; (N,) int64, -1 on a miss."""
-    o3d = open3d_core()  # heavy import, only where ray casting happens (viewer left out)
-
-    # float32 scene: shift to the mesh centre (as preprocess.render) so the rounding is
-    # relative to the face size.
-    centre = (vv.min(axis=0) + vv.max(axis=0)) / 2
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3d.core.Tensor((vv - centre).astype(np.float32)),
-                        o3d.core.Tensor(f.astype(np.uint32)))
-    rays = np.zeros((len(xy), 6), dtype=np.float32)
-    rays[:, :2] = xy - centre[:2]
-    rays[:, 2] = (vv[:, 2].max() - centre[2]) + 1.0 + 1e-3 * float(np.ptp(vv[:, 2]))
-    rays[:, 5] = -1.0
-    hit = scene.cast_rays(o3d.core.Tensor(rays))
-    prim = hit["primitive_ids"].numpy().astype(np.int64)
-    ok = (prim >= 0) & (prim < len(f)) & np.isfinite(hit["t_hit"].numpy())
-    return np.where(ok, prim, -1)
-
-
 def _bary_xy(corners: np.ndarray, xy: np.ndarray) -> np.ndarray:
     """(N, 3) float64 barycentric weights of (N, 2) points in triangles given by their
     (N, 3, 2) x-y corners, clipped to [0, 1] and renormalised (a ray that hit an edge in
@@ -383,7 +361,7 @@ def pixels_to_mesh(vertices, faces, pixels, extent, pixel_size_mm: float, *,
     with zeros.  Raises InputError: bad or non-finite vertices/faces, non-finite pixels
     or extent, pixels not (N, 2).
     """
-    from preprocess.render import check_mesh  # the renderer's own mesh checks, same messages
+    from preprocess.render import cast_down, check_mesh  # the renderer's checks (same messages) and rays
 
     v, f = check_mesh(vertices, faces, item)
     px = np.asarray(pixels, dtype=np.float64)
@@ -401,7 +379,7 @@ def pixels_to_mesh(vertices, faces, pixels, extent, pixel_size_mm: float, *,
     n = len(px)
     points = np.zeros((n, 3))
     bary = np.zeros((n, 3))
-    tri = _cast_down(vv, f, xy) if n else np.zeros(0, dtype=np.int64)
+    tri = cast_down(vv, f, xy).triangle
     hit = tri >= 0
     if hit.any():
         corners = f[tri[hit]]                                   # (H, 3)
