@@ -2,7 +2,10 @@
 
 Bad input raises :class:`InputError` naming the file and the reason; a stage catches
 it per item, records it in ``failures.jsonl`` and goes on.  Store contract violations
-raise :class:`SchemaError`.
+raise :class:`SchemaError`.  Parameters or data that cannot make a valid run (too few
+subjects for the folds, a config that contradicts the checkpoint it would resume)
+raise :class:`ConfigError`.  The CLI prints any of them as one line, without a
+traceback.
 """
 from __future__ import annotations
 
@@ -35,3 +38,9 @@ class InputError(FermapsError):
 
 class SchemaError(FermapsError):
     """A store or shard does not match the schema it claims (name, version, dataset)."""
+
+
+class ConfigError(FermapsError, ValueError):
+    """Parameters, or the data they meet, cannot make a valid run: e.g. ``cannot make 4
+    subject-independent folds of 3 subjects``, ``cannot resume, the config changed``.
+    Also a ``ValueError``, which is what it is to Python code that calls the function."""

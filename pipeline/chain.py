@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from data_schema.errors import InputError
+from data_schema.errors import ConfigError, InputError
 from data_schema.params import CleanParams, CropParams, MasksParams, RegisterParams, RenderParams
 from pipeline.records import decode_png
 from preprocess.landmark_names import ibug_index
@@ -55,7 +55,7 @@ def lifted_landmarks(rec: dict, size: int, item: str):
 def register_step(rec: dict, p: RegisterParams, item: str) -> dict:
     """raw_mesh record -> registered_mesh record (mesh and landmarks in the template frame)."""
     if p.landmarks not in ("file", "lift", "file_or_lift"):
-        raise ValueError(f"register.landmarks must be file, lift or file_or_lift, got {p.landmarks!r}")
+        raise ConfigError(f"register.landmarks must be file, lift or file_or_lift, got {p.landmarks!r}")
     from preprocess.registration import register_landmarks
     from preprocess.template import load_template
 
@@ -198,7 +198,7 @@ def masks_step(rec: dict, p: MasksParams, item: str) -> dict:
     from preprocess.masks import landmark_masks
 
     if p.landmarks not in ("detect", "projected", "detect_or_projected"):
-        raise ValueError(f"masks.landmarks must be detect, projected or detect_or_projected, got {p.landmarks!r}")
+        raise ConfigError(f"masks.landmarks must be detect, projected or detect_or_projected, got {p.landmarks!r}")
     rgb = (np.clip(np.moveaxis(rec["maps"][5:8], 0, -1), 0, 1) * 255 + 0.5).astype(np.uint8)
     size = rgb.shape[0]
     points = present = None

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 
 import torch
 
+from data_schema.errors import ConfigError
 from train.models.ws_lgan import WSLGAN, amg_target_loss, landmark_attention_targets
 
 __all__ = ["fit_attention_generator"]
@@ -43,7 +44,7 @@ def fit_attention_generator(model: WSLGAN, loader: Iterable[Mapping[str, torch.T
         total, n = 0.0, 0
         for batch in loader:
             if "landmarks" not in batch:
-                raise ValueError("WS-LGAN attention pre-training needs 'landmarks' in every batch")
+                raise ConfigError("WS-LGAN attention pre-training needs 'landmarks' in every batch")
             batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
             if augment is not None:
                 batch = augment(batch, gen, train=True)

@@ -68,6 +68,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from data_schema.errors import ConfigError
+
 __all__ = [
     "DEVICES",
     "OPTIMIZERS",
@@ -93,7 +95,7 @@ def _freeze(value, where: str):
     if isinstance(value, (list, tuple)):
         return tuple(_freeze(v, f"{where}[{i}]") for i, v in enumerate(value))
     if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"{where} is {value}")
+        raise ConfigError(f"{where} is {value}")
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     raise TypeError(f"{where}: {type(value).__name__} is not a JSON value")
@@ -230,7 +232,7 @@ class TrainConfig:
         if not 0 <= self.val_fraction < 1:
             problems.append(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if problems:
-            raise ValueError("bad TrainConfig: " + "; ".join(problems))
+            raise ConfigError("bad TrainConfig: " + "; ".join(problems))
 
     # ------------------------------------------------------------------ conversion
     def to_dict(self) -> dict[str, Any]:
@@ -247,9 +249,9 @@ class TrainConfig:
         names = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(data) - set(names))
         if unknown:
-            raise ValueError(f"unknown TrainConfig keys {unknown}; accepted: {', '.join(names)}")
+            raise ConfigError(f"unknown TrainConfig keys {unknown}; accepted: {', '.join(names)}")
         if "model" not in data:
-            raise ValueError("TrainConfig needs a 'model'")
+            raise ConfigError("TrainConfig needs a 'model'")
         return cls(**dict(data))
 
     def to_json(self) -> str:
@@ -325,7 +327,7 @@ def paper_config(model: str, dataset: str | None = None) -> TrainConfig:
     cfg = _PAPER.get((model, dataset or ""))
     if cfg is None:
         known = ", ".join(f"{m}/{d}" for m, d in _PAPER)
-        raise ValueError(f"no paper protocol for model {model!r} on dataset {dataset!r}; known: {known}")
+        raise ConfigError(f"no paper protocol for model {model!r} on dataset {dataset!r}; known: {known}")
     return cfg
 
 

@@ -54,7 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from data_schema.errors import InputError
+from data_schema.errors import ConfigError, InputError
 from data_schema.store import atomic_write
 from train.batchnorm import recompute_bn_statistics
 from train.config import TrainConfig
@@ -157,7 +157,7 @@ def loss_fn_for(cfg: TrainConfig) -> LossFn:
     accepted = [p.name for p in inspect.signature(hook).parameters.values() if p.kind is p.KEYWORD_ONLY]
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
-        raise ValueError(f"loss_cfg keys {unknown} not accepted by {hook.__name__} "
+        raise ConfigError(f"loss_cfg keys {unknown} not accepted by {hook.__name__} "
                          f"(accepted: {accepted or 'none'})")
     return partial(hook, **kwargs) if kwargs else hook
 
@@ -176,7 +176,7 @@ def resolve_device(requested: str) -> torch.device:
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if requested == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but torch sees no CUDA device")
+        raise ConfigError("device 'cuda' requested but torch sees no CUDA device")
     return torch.device(requested)
 
 
@@ -288,7 +288,7 @@ def evaluate(model: nn.Module, loader: Iterable[Mapping[str, torch.Tensor]], n_c
         model.train(was_training)
     seconds = time.perf_counter() - t0
     if n == 0:
-        raise ValueError("evaluate: the loader gave no sample")
+        raise ConfigError("evaluate: the loader gave no sample")
     a = torch.cat(actual).numpy().astype(np.int64)
     p = torch.cat(predicted).numpy().astype(np.int64)
     cm = confusion_matrix(a, p, n_classes)
@@ -445,7 +445,7 @@ def _n_classes(model: nn.Module, cfg: TrainConfig) -> int:
         return n
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     if not linears:
-        raise ValueError("cannot tell the number of classes: set model_cfg['num_classes']")
+        raise ConfigError("cannot tell the number of classes: set model_cfg['num_classes']")
     return linears[-1].out_features
 
 
@@ -502,7 +502,7 @@ def fit(model: nn.Module, train_loader: Iterable[Mapping[str, torch.Tensor]],
         ckpt = load_checkpoint(last_path)
         diff = _config_differences(ckpt["config"], resolved.to_dict())
         if diff:
-            raise ValueError(f"{last_path}: cannot resume, the config changed ({'; '.join(diff)}); "
+            raise ConfigError(f"{last_path}: cannot resume, the config changed ({'; '.join(diff)}); "
                              f"use another out_dir or resume=False")
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -546,7 +546,7 @@ def fit(model: nn.Module, train_loader: Iterable[Mapping[str, torch.Tensor]],
             correct += int((logits.detach().argmax(dim=1) == labels).sum())
             n += labels.shape[0]
         if n == 0:
-            raise ValueError("the training loader gave no sample")
+            raise ConfigError("the training loader gave no sample")
         train_seconds = time.perf_counter() - t0
         scheduler.step()
         if cfg.precise_bn_batches:
@@ -570,7 +570,7 @@ def fit(model: nn.Module, train_loader: Iterable[Mapping[str, torch.Tensor]],
                "config": resolved.to_dict()}, last_path)
 
     if best["epoch"] == 0:
-        raise ValueError(f"{out}: no epoch was trained (epochs={cfg.epochs}) and no checkpoint "
+        raise ConfigError(f"{out}: no epoch was trained (epochs={cfg.epochs}) and no checkpoint "
                          f"records one")
     return FitResult(history=history, best_epoch=int(best["epoch"]), best_val_acc=float(best["val_acc"]),
                      last_path=last_path, best_path=best_path, config_path=config_path,

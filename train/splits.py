@@ -65,7 +65,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data_schema.errors import InputError, SchemaError
+from data_schema.errors import ConfigError, InputError, SchemaError
 from data_schema.labels import BASIC6, CKPLUS, FACESCAPE16_CLASSES, label_map
 from data_schema.store import INDEX, Store, atomic_write_bytes
 
@@ -115,10 +115,10 @@ def _unique_sorted(subjects: Iterable[str], what: str = "subjects") -> tuple[str
     out = set()
     for s in subjects:
         if not isinstance(s, str) or not s:
-            raise ValueError(f"{what}: subject ids must be non-empty strings, got {s!r}")
+            raise ConfigError(f"{what}: subject ids must be non-empty strings, got {s!r}")
         out.add(s)
     if not out:
-        raise ValueError(f"{what}: no subjects")
+        raise ConfigError(f"{what}: no subjects")
     return tuple(sorted(out, key=_natural_key))
 
 
@@ -130,7 +130,7 @@ def _int(value, name: str, least: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     if value < least:
-        raise ValueError(f"{name} must be >= {least}, got {value}")
+        raise ConfigError(f"{name} must be >= {least}, got {value}")
     return int(value)
 
 
@@ -150,7 +150,7 @@ def _folds_from_parts(parts: Sequence[Sequence[str]], repeat: int) -> tuple[Fold
 
 def _random_folds(unique: tuple[str, ...], k: int, seed: int, repeat: int) -> tuple[Fold, ...]:
     if k > len(unique):
-        raise ValueError(f"cannot make {k} subject-independent folds of {len(unique)} subjects")
+        raise ConfigError(f"cannot make {k} subject-independent folds of {len(unique)} subjects")
     order = _rng(seed, repeat).permutation(len(unique))
     parts = np.array_split(np.asarray(unique, dtype=object)[order], k)
     return _folds_from_parts([list(p) for p in parts], repeat)
@@ -194,7 +194,7 @@ def ckplus_folds(subjects: Iterable[str], k: int = 10) -> tuple[Fold, ...]:
     k = _int(k, "k", 2)
     unique = _unique_sorted(subjects)
     if k > len(unique):
-        raise ValueError(f"cannot make {k} subject-independent folds of {len(unique)} subjects")
+        raise ConfigError(f"cannot make {k} subject-independent folds of {len(unique)} subjects")
     return _folds_from_parts([unique[i::k] for i in range(k)], 0)
 
 
@@ -208,7 +208,7 @@ def fixed_split(subjects: Iterable[str], n_train: int, seed: int) -> Fold:
     unique = _unique_sorted(subjects)
     n_train = _int(n_train, "n_train", 1)
     if n_train >= len(unique):
-        raise ValueError(f"n_train={n_train} leaves no test subject of {len(unique)}")
+        raise ConfigError(f"n_train={n_train} leaves no test subject of {len(unique)}")
     order = _rng(seed, 0).permutation(len(unique))
     train = [unique[i] for i in order[:n_train]]
     test = [unique[i] for i in order[n_train:]]
@@ -224,12 +224,12 @@ def validation_split(train_subjects: Iterable[str], fraction: float, seed: int) 
     """
     unique = _unique_sorted(train_subjects, "train_subjects")
     if not (isinstance(fraction, (int, float)) and 0.0 <= fraction < 1.0):
-        raise ValueError(f"fraction must be in [0, 1), got {fraction!r}")
+        raise ConfigError(f"fraction must be in [0, 1), got {fraction!r}")
     if fraction == 0:
         return ValidationSplit(unique, ())
     n = len(unique)
     if n < 2:
-        raise ValueError(f"cannot hold out validation subjects from {n} training subject")
+        raise ConfigError(f"cannot hold out validation subjects from {n} training subject")
     n_val = min(max(int(np.floor(fraction * n + 0.5)), 1), n - 1)
     order = _rng(seed, 0).permutation(n)
     val = {unique[i] for i in order[:n_val]}
@@ -282,7 +282,7 @@ def _protocol(name: str) -> Protocol:
     try:
         return PROTOCOLS[name]
     except KeyError:
-        raise ValueError(f"unknown protocol {name!r}; known: {', '.join(PROTOCOLS)}") from None
+        raise ConfigError(f"unknown protocol {name!r}; known: {', '.join(PROTOCOLS)}") from None
 
 
 def protocol_classes(name: str, dataset: str | None = None) -> tuple[str, ...]:
@@ -294,10 +294,10 @@ def protocol_classes(name: str, dataset: str | None = None) -> tuple[str, ...]:
         return p.classes
     ds = dataset or p.dataset
     if ds is None:
-        raise ValueError(f"protocol {name!r} needs dataset=... (e.g. 'ckplus', 'oulu', 'afew')")
+        raise ConfigError(f"protocol {name!r} needs dataset=... (e.g. 'ckplus', 'oulu', 'afew')")
     classes = _CKPLUS7 if ds == "ckplus" else label_map(ds).classes
     if not classes:
-        raise ValueError(f"dataset {ds!r} has no label map")
+        raise ConfigError(f"dataset {ds!r} has no label map")
     return classes
 
 
@@ -314,14 +314,14 @@ def protocol_folds(name: str, subjects: Iterable[str], seed: int, *, k: int | No
     p = _protocol(name)
     if p.scheme == "fixed":
         if k not in (None, 1) or repeats not in (None, 1):
-            raise ValueError(f"protocol {name!r} is one fixed split; k and repeats do not apply")
+            raise ConfigError(f"protocol {name!r} is one fixed split; k and repeats do not apply")
         return (fixed_split(subjects, p.n_train if n_train is None else n_train, seed),)
     k = p.k if k is None else k
     if n_train is not None:
-        raise ValueError(f"protocol {name!r} is a k-fold; n_train does not apply")
+        raise ConfigError(f"protocol {name!r} is a k-fold; n_train does not apply")
     if p.scheme == "ordered":
         if repeats not in (None, 1):
-            raise ValueError(f"protocol {name!r} is deterministic; repeats do not apply")
+            raise ConfigError(f"protocol {name!r} is deterministic; repeats do not apply")
         return ckplus_folds(subjects, k)
     return repeated_kfold(subjects, k, p.repeats if repeats is None else repeats, seed)
 
@@ -361,11 +361,11 @@ def split_manifest(store_roots: str | os.PathLike | Sequence[str | os.PathLike],
     p = _protocol(protocol)
     ds = p.dataset if dataset is None else dataset
     if p.dataset is not None and ds != p.dataset:
-        raise ValueError(f"protocol {protocol!r} is defined on {p.dataset!r}, not {ds!r}")
+        raise ConfigError(f"protocol {protocol!r} is defined on {p.dataset!r}, not {ds!r}")
     classes = protocol_classes(protocol, ds)
     roots = [store_roots] if isinstance(store_roots, (str, os.PathLike)) else list(store_roots)
     if not roots:
-        raise ValueError("no store given")
+        raise ConfigError("no store given")
 
     lm = label_map(ds)
     stores = [Store(r) for r in roots]
@@ -408,7 +408,7 @@ def split_manifest(store_roots: str | os.PathLike | Sequence[str | os.PathLike],
             continue
         excluded[reason] = excluded.get(reason, 0) + 1
     if not subject_of:
-        raise ValueError(f"protocol {protocol!r}: no usable item of dataset {ds!r} in "
+        raise ConfigError(f"protocol {protocol!r}: no usable item of dataset {ds!r} in "
                          f"{', '.join(map(str, roots))} (excluded: {excluded})")
 
     subj = _unique_sorted(subject_of.values())
@@ -418,7 +418,7 @@ def split_manifest(store_roots: str | os.PathLike | Sequence[str | os.PathLike],
     try:
         folds = protocol_folds(protocol, subj, seed, k=k, repeats=repeats, n_train=n_train)
     except ValueError as exc:  # e.g. fewer subjects than folds: say which stores
-        raise ValueError(f"{', '.join(map(str, roots))}: protocol {protocol!r}: {exc}") from None
+        raise ConfigError(f"{', '.join(map(str, roots))}: protocol {protocol!r}: {exc}") from None
 
     def items(ss: Sequence[str]) -> list[str]:
         return sorted(key for s in ss for key in by_subject[s])

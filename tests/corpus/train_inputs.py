@@ -27,7 +27,7 @@ import h5py
 import numpy as np
 import torch
 
-from data_schema.errors import InputError, SchemaError
+from data_schema.errors import ConfigError, InputError, SchemaError
 from data_schema.params import Params, TrainStageParams
 from data_schema.schemas import get_schema
 from data_schema.store import ItemMeta
@@ -186,7 +186,7 @@ def train_shard_of_another_schema(c):
 def train_store_items_without_labels(c):
     folder = _folder(c, "train_store_items_without_labels")
     _seq_store(folder, c, labels={s: (-1,) for s in SEQ_LABELS})
-    return _case_of(folder, Expected(ValueError, r"no usable item of dataset 'ckplus' .*'unlabelled': 3",
+    return _case_of(folder, Expected(ConfigError, r"no usable item of dataset 'ckplus' .*'unlabelled': 3",
                                    "aligned_frames"), model="stcam")
 
 
@@ -202,7 +202,7 @@ def train_store_label_outside_the_label_map(c):
 def train_fewer_subjects_than_folds(c):
     folder = _folder(c, "train_fewer_subjects_than_folds")
     _maps_store(folder, c)
-    return _case_of(folder, Expected(ValueError, r"cannot make 4 subject-independent folds of 3 subjects",
+    return _case_of(folder, Expected(ConfigError, r"cannot make 4 subject-independent folds of 3 subjects",
                                    "maps_clean"), k=4)
 
 
@@ -387,7 +387,7 @@ def train_checkpoint_config_with_unknown_keys(c):
     resolved = config_for("amdfn", _params("amdfn").train).replace(device="cpu", amp=False).to_dict()
     _checkpoint(folder, {"format": "fermaps-train-checkpoint", "version": 1,
                          "config": {**resolved, "warmup_epochs": 5}})
-    return _case_of(folder, Expected(ValueError, r"cannot resume, the config changed \(warmup_epochs: 5 -> None\)",
+    return _case_of(folder, Expected(ConfigError, r"cannot resume, the config changed \(warmup_epochs: 5 -> None\)",
                                    "last.pt"))
 
 

@@ -31,3 +31,17 @@ def test_more_folds_than_subjects_is_a_clear_error(chain_stores, tmp_path):
     p = TrainStageParams(models=("amdfn",), k=4)
     with pytest.raises(ValueError, match="subject"):
         run_splits(str(chain_stores), str(tmp_path / "splits"), p)
+
+
+def test_a_config_error_is_one_line_from_the_cli(chain_stores, tmp_path, capsys):
+    """The CLI prints a ConfigError (here: more folds than subjects) as one line naming
+    the command, exit status 2, no traceback."""
+    from pipeline.cli import main
+
+    params = tmp_path / "params.yaml"
+    params.write_text("train:\n  models: [amdfn]\n  k: 4\n")
+    assert main(["--params", str(params), "splits", "--stores", str(chain_stores),
+                 "--out", str(tmp_path / "splits")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("fermaps splits: error: ")
+    assert "subject-independent folds" in err[0] and "Traceback" not in err[0]
