@@ -217,6 +217,10 @@ class TrainStageParams:
     folds : fold indices to train and evaluate (the papers: all).
     k : folds of the split (0 = the protocol's, e.g. 10; the sample has 8 subjects).
     seed : seed of splits, initialisation and sampling.
+    workers : DataLoader worker processes (-1 = the configuration's: 0, loading in the
+        training process, right for the sample; use a few with a GPU and real data).
+        The batches, and so the results, do not depend on it; a run may resume with
+        another value.
     """
 
     models: tuple[str, ...] = ("amdfn", "ffnet_m", "stcam", "hacn", "ws_lgan")
@@ -225,6 +229,7 @@ class TrainStageParams:
     folds: tuple[int, ...] = (0,)
     k: int = 4
     seed: int = 0
+    workers: int = field(default=-1, metadata=EXECUTION)
 
 
 @dataclass(frozen=True)

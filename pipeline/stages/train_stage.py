@@ -31,6 +31,8 @@ def config_for(model: str, p: TrainStageParams):
     changes = {}
     if p.epochs:
         changes["epochs"] = p.epochs
+    if p.workers != -1:
+        changes["workers"] = p.workers
     changes["seed"] = p.seed
     return cfg.replace(**changes)
 

@@ -45,3 +45,21 @@ def test_a_config_error_is_one_line_from_the_cli(chain_stores, tmp_path, capsys)
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("fermaps splits: error: ")
     assert "subject-independent folds" in err[0] and "Traceback" not in err[0]
+
+
+def test_loader_workers_come_from_params_and_never_change_the_batches(chain_stores):
+    """train.workers (-1 = the configuration's) sets the DataLoader workers; the batches,
+    shuffled, are the same with 0 and 2 workers, so the results do not depend on it."""
+    import torch
+
+    from data_schema.store import Store
+    from pipeline.stages.train_stage import config_for
+    from train.data import MapsDataset, make_loader
+
+    assert config_for("amdfn", TrainStageParams()).workers == 0
+    assert config_for("amdfn", TrainStageParams(workers=3)).workers == 3
+    keys = [m.key for m in Store(chain_stores / "maps_clean").metas() if m.label >= 0]
+    ds = MapsDataset(chain_stores / "maps_clean", keys)
+    a, b = (list(make_loader(ds, 4, True, w, 11, drop_last=True)) for w in (0, 2))
+    assert len(a) == len(b) > 0
+    assert all(torch.equal(x[k], y[k]) for x, y in zip(a, b) for k in x)
