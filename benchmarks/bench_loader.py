@@ -86,10 +86,10 @@ def _row_reader_times(ds, repeat: int) -> tuple[float, float]:
 
     raw_read = train_data._Shard.read_into
 
-    def indexed_read(shard, name, i, dest, start=0):
+    def indexed_read(shard, name, i, dest, start=0, key=None):
         ds = shard[name]
         dest[...] = ds[i] if start == 0 and dest.shape == shard.row_shape(name) else ds[i, start:start + len(dest)]
-        return dest
+        return dest if key is None else train_data._finite(dest, shard.path, key, name)
 
     def epoch():
         return [ds[i] for i in range(len(ds))]

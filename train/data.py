@@ -23,10 +23,15 @@ opened its schema attributes and its ``ids/key`` column are compared with the in
 read is by row index, and every per-sample dataset of the stores is chunked one sample
 per chunk, so a sample costs one chunk read (one decompression) per dataset it needs;
 a sequence reads only the frames the protocol picks (one chunk per frame).
-:func:`make_loader` reads a MapsDataset a batch at a time (``read_batch``): each row
-goes from the file straight into its slot of the batch tensors, which in a worker are
-allocated in shared memory, so a sample is copied once on its way to the main process
-(store / RAM throughput >= 0.9 in ``benchmarks/bench_loader.py``).  Labels come
+:func:`make_loader` reads a MapsDataset a batch at a time (``read_batch``): each
+unfiltered row is copied from a read-only memory map of its shard (at the chunk offset
+HDF5's index gives) straight into its slot of the batch tensors, which in a worker are
+allocated in shared memory, so a sample is copied once on its way to the main process;
+a row is checked for NaN / inf once per process (store / RAM throughput 0.96-1.05 in
+``benchmarks/bench_loader.py``).  A process that reads a shard for the first time
+page-faults its rows in (about 70 against 40 us a maps sample read with ``pread``);
+from its second epoch on the copy runs at memory speed, so keep the reading process
+alive: ``workers=0`` (the training process) or persistent workers.  Labels come
 from the shard's ``ids/label`` column (read once when the shard is opened, like the
 ``ids/key`` column the check reads), optionally remapped through ``label_map`` (the
 split manifest's store label -> protocol class index).
@@ -49,6 +54,7 @@ cheap; h5py does the reading and decompression.
 from __future__ import annotations
 
 import math
+import mmap
 import os
 import random
 from collections import OrderedDict
@@ -125,13 +131,16 @@ class _Shard:
         # per open dataset) would only hold whole shards in every worker's memory.
         self.h5 = open_shard(path, rdcc_nbytes=0)
         self.path = path
-        self.fd: int | None = None
+        self._map: mmap.mmap | None = None
+        self.bytes: np.ndarray | None = None
         try:
             _check_shard(self.h5, path, index)
             # the item-id column is a few bytes per item: read once, not per sample
             self.labels = np.asarray(self.h5["ids/label"][()], dtype=np.int64)
-            # raw rows are read with pread on this process's own descriptor (row)
-            self.fd = os.open(path, os.O_RDONLY) if hasattr(os, "preadv") else None
+            # raw rows are copied out of this process's own read-only map of the file
+            with open(path, "rb") as f:
+                self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            self.bytes = np.frombuffer(self._map, np.uint8)
         except BaseException:
             self.h5.close()
             raise
@@ -141,9 +150,10 @@ class _Shard:
 
     def close(self) -> None:
         self.h5.close()
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
+        self.bytes = None  # the only view of the map: it can close now
+        if self._map is not None:
+            self._map.close()
+            self._map = None
 
     def __getitem__(self, name: str) -> h5py.Dataset:
         ds = self._datasets.get(name)
@@ -165,21 +175,29 @@ class _Shard:
         plan = self._whole_row_chunks[name]
         return self.read_into(name, i, np.empty(self._row_shapes[name], plan.dtype if plan else ds.dtype))
 
-    def read_into(self, name: str, i: int, dest: np.ndarray, start: int = 0) -> np.ndarray:
+    def read_into(self, name: str, i: int, dest: np.ndarray, start: int = 0,
+                  key: str | None = None) -> np.ndarray:
         """Planes ``start : start + len(dest)`` (along the row's first axis) of row ``i`` of
         dataset ``name`` into ``dest`` (the whole row when ``dest`` has the row's shape
         and ``start`` is 0), e.g. channels 5..7 of a (8, H, W) maps row straight into a
-        batch tensor's slot; returns ``dest``.
+        batch tensor's slot; returns ``dest``.  With ``key`` (the item's key, for the
+        message) the values are checked for NaN / inf (:func:`_finite`): a raw row once
+        per process, as a whole (the file does not change while it is open), anything
+        else on every read.
 
         The stores chunk per-sample datasets one row per chunk, so an unfiltered row is one
         raw chunk: its bytes, at the file offset HDF5's chunk index gave when the dataset
-        was first used (:func:`_one_row_per_chunk`), are read with one ``pread`` straight
-        into ``dest``.  This skips h5py's selection machinery and HDF5's chunk lookup,
-        which cost more than the copy for one sample (``benchmarks/bench_loader.py``
-        prints the ratio against h5py indexing).  The shards are never modified in place
-        (written once, renamed into place), so the offsets stay valid while the file is
-        open.  Compressed datasets go through ordinary indexing: HDF5's C inflate beat
-        undoing gzip and byte shuffle in numpy (measured 0.9x before this fallback).
+        was first used (:func:`_one_row_per_chunk`), are copied straight into ``dest`` out
+        of a read-only memory map of the shard.  This skips h5py's selection machinery and
+        HDF5's chunk lookup, which cost more than the copy for one sample
+        (``benchmarks/bench_loader.py`` prints the ratio against h5py indexing); once a
+        process has touched a row's pages, the copy runs at memory speed, about twice as
+        fast as ``pread`` of the same bytes (measured 20 against 38 us a maps sample).
+        The shards are never modified in place (written once, renamed into place), so the
+        offsets stay valid while the file is open; a chunk that would end past the end of
+        the file is a SchemaError (truncated), never read.  Compressed datasets go through
+        ordinary indexing: HDF5's C inflate beat undoing gzip and byte shuffle in numpy
+        (measured 0.9x before this fallback).
         """
         ds = self[name]
         shape, plan = self._row_shapes[name], self._whole_row_chunks[name]
@@ -188,16 +206,22 @@ class _Shard:
                               and 0 <= start <= shape[0] - len(dest)):
             raise ValueError(f"planes {start}:{start + len(dest)} of shape {dest.shape[1:]} are not in "
                              f"a {name} row of shape {shape}")
-        if (plan is None or self.fd is None or not 0 <= i < plan.rows or plan.offsets[i] < 0
+        if (plan is None or self.bytes is None or not 0 <= i < plan.rows or plan.offsets[i] < 0
                 or dest.dtype != plan.dtype or not dest.flags.c_contiguous):
             dest[...] = ds[i] if whole else ds[i, start:start + len(dest)]
-            return dest
+            return dest if key is None else _finite(dest, self.path, key, name)
+        row_bytes = math.prod(plan.shape) * plan.dtype.itemsize
+        if int(plan.offsets[i]) + row_bytes > len(self.bytes):
+            raise SchemaError(f"{self.path}: {name} row {i} ends past the end of the file "
+                              f"({int(plan.offsets[i]) + row_bytes} > {len(self.bytes)} bytes): "
+                              f"the shard is truncated")
         if dest.nbytes:
-            plane = dest.nbytes // len(dest) if dest.ndim else 0
-            got = os.preadv(self.fd, [dest.reshape(-1).view(np.uint8)], int(plan.offsets[i]) + start * plane)
-            if got != dest.nbytes:
-                raise SchemaError(f"{self.path}: {name} row {i} is cut short ({got} of {dest.nbytes} "
-                                  f"bytes): the shard is truncated")
+            first = int(plan.offsets[i]) + start * (dest.nbytes // len(dest) if dest.ndim else 0)
+            dest.reshape(-1).view(np.uint8)[:] = self.bytes[first:first + dest.nbytes]
+        if key is not None and not plan.finite[i]:
+            row = self.bytes[int(plan.offsets[i]):int(plan.offsets[i]) + row_bytes].view(plan.dtype)
+            _finite(row, self.path, key, name)
+            plan.finite[i] = True
         return dest
 
 
@@ -252,6 +276,7 @@ class _RowPlan(NamedTuple):
     shape: tuple[int, ...]     # one row's shape
     dtype: np.dtype
     offsets: np.ndarray        # (rows,) int64 byte offset of each row's chunk, -1 if unwritten
+    finite: np.ndarray         # (rows,) bool: row found free of NaN / inf in this process
 
 
 def _one_row_per_chunk(ds: h5py.Dataset) -> _RowPlan | None:
@@ -268,7 +293,8 @@ def _one_row_per_chunk(ds: h5py.Dataset) -> _RowPlan | None:
             offsets[info.chunk_offset[0]] = info.byte_offset
 
     ds.id.chunk_iter(note)
-    return _RowPlan(ds.shape[0], tuple(ds.shape[1:]), ds.dtype, offsets)
+    return _RowPlan(ds.shape[0], tuple(ds.shape[1:]), ds.dtype, offsets,
+                    np.full(ds.shape[0], ds.dtype.kind != "f"))  # only floats can hold NaN
 
 
 def _finite(arr: np.ndarray, file: str, key: str, name: str) -> np.ndarray:
@@ -455,8 +481,7 @@ class MapsDataset(_StoreDataset):
             for name, runs in self._runs.items():  # each run of channels is one read
                 dest = arrays[name][b]
                 for pos, first, count in runs:
-                    shard.read_into("maps", row, dest[pos:pos + count], first)
-                _finite(dest, file, key, "maps")
+                    shard.read_into("maps", row, dest[pos:pos + count], first, key=key)
             shard.read_into("valid", row, arrays["valid"][b, 0])
             if self._masks is not None:
                 mfile, mrow = self._mask_rows[i]
@@ -465,7 +490,7 @@ class MapsDataset(_StoreDataset):
                     if mshard.row_shape(name) != shape:
                         raise SchemaError(f"{mfile}: {name} of {key!r} is {mshard.row_shape(name)}, "
                                           f"{self.model} wants {shape}")
-                    _finite(mshard.read_into(name, mrow, arrays[name][b]), mfile, key, name)
+                    mshard.read_into(name, mrow, arrays[name][b], key=key)
             labels.append(self._label(shard, row, key))
         out["label"] = torch.tensor(labels, dtype=torch.int64)
         return out

@@ -3,7 +3,7 @@ augmentation), on tiny stores written here with hand-chosen values: every expect
 number below is written down from how the stores were made, never taken from the code
 under test."""
 import math
-import os
+import mmap
 import pickle
 
 import h5py
@@ -262,9 +262,9 @@ def test_each_sample_reads_one_chunk_per_dataset_by_row(stores, monkeypatch):
     reads, indexed = [], []
     real_read, real_get = train_data._Shard.read_into, h5py.Dataset.__getitem__
 
-    def spy_read(self, name, i, dest, start=0):
+    def spy_read(self, name, i, dest, start=0, key=None):
         reads.append((name, i))
-        return real_read(self, name, i, dest, start)
+        return real_read(self, name, i, dest, start, key)
 
     def spy_get(self, args, *rest, **kw):
         indexed.append((self.name, args))
@@ -399,6 +399,27 @@ def test_batched_reads_give_the_batches_of_the_default_collate(stores, kind):
     # the stored order for precise batch norm: same batches as an unshuffled loader
     fixed = list(train_data.in_stored_order(make_loader(ds, 3, True, 2, 5)))
     assert all(torch.equal(a["label"], b["label"]) for a, b in zip(fixed, make_loader(ds, 3, False, 0, 5)))
+
+
+@pytest.mark.parametrize("compression", [None, "gzip"])
+def test_nan_anywhere_in_a_row_is_refused_even_when_other_channels_are_read(tmp_path, compression):
+    """A NaN in row 2, channel 0 of a float dataset: reading channels 1..2 of that row
+    with a key raises (a raw row is checked whole); rows without NaN read fine."""
+    data = np.ones((4, 3, 5), np.float32)
+    data[2, 0, 1] = np.nan
+    path = tmp_path / "n.h5"
+    with h5py.File(path, "w") as h5:
+        h5.create_dataset("x", data=data, chunks=(1, 3, 5), compression=compression)
+
+    with h5py.File(path, "r") as h5:
+        shard = BareShard(h5)
+        assert np.array_equal(shard.read_into("x", 1, np.zeros((2, 5), np.float32), 1, key="ok"), data[1, 1:])
+        if compression is None:
+            with pytest.raises(SchemaError, match=r"x of 'bad' holds NaN or inf"):
+                shard.read_into("x", 2, np.zeros((2, 5), np.float32), 1, key="bad")
+        with pytest.raises(SchemaError, match=r"x of 'bad' holds NaN or inf"):
+            shard.read_into("x", 2, np.zeros((3, 5), np.float32), key="bad")
+        shard.close()
 
 
 def test_batch_tensors_are_allocated_in_shared_memory_for_workers():
@@ -580,6 +601,16 @@ def test_augment_runs_on_the_gpu_with_a_cpu_generator():
     assert c["x"].shape == (4, 3, 7, 224, 224) and c["x"].is_cuda
 
 
+class BareShard(train_data._Shard):
+    """The row reader of one HDF5 file without a store index around it."""
+
+    def __init__(self, h5):
+        self.h5, self.path, self._datasets, self._whole_row_chunks, self._row_shapes = h5, h5.filename, {}, {}, {}
+        with open(h5.filename, "rb") as f:
+            self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        self.bytes = np.frombuffer(self._map, np.uint8)
+
+
 @pytest.mark.parametrize("compression", [None, "gzip"])
 @pytest.mark.parametrize("dtype", ["float32", "bool", "uint8", "int64"])
 def test_row_read_as_a_raw_chunk_equals_h5py_indexing(tmp_path, compression, dtype):
@@ -602,14 +633,8 @@ def test_row_read_as_a_raw_chunk_equals_h5py_indexing(tmp_path, compression, dty
         assert _one_row_per_chunk(h5["two_rows"]) is None
         assert _one_row_per_chunk(h5["fletcher"]) is None
 
-    class Bare(train_data._Shard):      # the row reader without a store index around it
-        def __init__(self, h5):
-            self.h5, self.path, self._datasets, self._whole_row_chunks, self._row_shapes = \
-                h5, h5.filename, {}, {}, {}
-            self.fd = os.open(h5.filename, os.O_RDONLY)
-
     with h5py.File(path, "r") as h5:
-        shard = Bare(h5)
+        shard = BareShard(h5)
         for name in ("one", "shuffled", "two_rows", "fletcher"):
             for i in range(5):
                 got = shard.row(name, i)
@@ -622,4 +647,13 @@ def test_row_read_as_a_raw_chunk_equals_h5py_indexing(tmp_path, compression, dty
                 assert not batch[0].any() and not batch[1, [0, 3]].any()
         with pytest.raises(ValueError, match="not in"):
             shard.read_into("one", 0, np.zeros((2, 4, 6), data.dtype), start=2)
+        if dtype == "float32":  # NaN checks: a raw row once (then remembered), else every read
+            plan = shard._whole_row_chunks["one"]
+            shard.read_into("one", 1, np.empty((3, 4, 6), data.dtype), key="k1")
+            assert (plan is None) or (plan.finite[1] and not plan.finite[0])
+        if compression is None:  # a chunk ending past the end of the file is never read
+            plan = shard._whole_row_chunks["one"]
+            shard.bytes = shard.bytes[:int(plan.offsets[4]) + 5]
+            with pytest.raises(SchemaError, match="truncated"):
+                shard.row("one", 4)
         shard.close()
