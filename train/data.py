@@ -31,7 +31,8 @@ a row is checked for NaN / inf once per process (store / RAM throughput 0.96-1.0
 ``benchmarks/bench_loader.py``).  A process that reads a shard for the first time
 page-faults its rows in (about 70 against 40 us a maps sample read with ``pread``);
 from its second epoch on the copy runs at memory speed, so keep the reading process
-alive: ``workers=0`` (the training process) or persistent workers.  Labels come
+alive: ``workers=0`` (the training process) or persistent workers (the train stage's
+choice for map datasets).  Labels come
 from the shard's ``ids/label`` column (read once when the shard is opened, like the
 ``ids/key`` column the check reads), optionally remapped through ``label_map`` (the
 split manifest's store label -> protocol class index).
@@ -66,7 +67,7 @@ import cv2
 import h5py
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
 
 from data_schema.channels import CHANNELS
 from data_schema.errors import InputError, SchemaError
@@ -660,6 +661,28 @@ class _BatchReads(Dataset):
             self.dataset.set_epoch(epoch)
 
 
+class _EpochDraw(Sampler):
+    """``sampler``, drawing one number from ``generator`` at the start of every pass.
+
+    A DataLoader draws its workers' base seed from its generator each time it creates
+    them (every epoch, unless they persist), just before the shuffle.  With persistent
+    workers :func:`make_loader` gives the DataLoader a generator of its own and makes
+    this draw here instead, so the shuffling generator goes through the same states
+    either way: the same batches, and a run resumed from a saved generator state
+    (``train.loop``) continues as an uninterrupted one whatever its workers were.
+    """
+
+    def __init__(self, sampler: Sampler, generator: torch.Generator):
+        self.sampler, self.generator = sampler, generator
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self):
+        torch.empty((), dtype=torch.int64).random_(generator=self.generator)  # as the DataLoader does
+        return iter(self.sampler)
+
+
 def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, workers: int, seed: int, *,
                 drop_last: bool = False, pin_memory: bool | None = None,
                 persistent_workers: bool = False) -> DataLoader:
@@ -674,6 +697,12 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, workers: int, 
     seed : int; the same seed gives the same batches and the same per-worker numpy /
         torch / random seeds.
     pin_memory : default True when CUDA is available.
+    persistent_workers : keep the worker processes from one epoch to the next (with
+        ``workers`` > 0): a worker then keeps its open shards and mapped pages.  The
+        batches are the same either way, and a run may resume with the other setting
+        (:class:`_EpochDraw`).  Datasets whose samples depend on ``set_epoch``
+        (``SequenceDataset(train=True)``) need workers re-created every epoch: a
+        persistent worker keeps the epoch it started with.
     """
     if isinstance(batch_size, bool) or int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
@@ -682,15 +711,20 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, workers: int, 
     gen = torch.Generator()
     gen.manual_seed(int(seed))
     workers = int(workers)
-    common = dict(num_workers=workers, generator=gen, worker_init_fn=_seed_worker if workers else None,
+    persistent = bool(persistent_workers) and workers > 0
+    # the sampler the DataLoader would build itself, drawing from ``gen``
+    order = RandomSampler(dataset, generator=gen) if shuffle else SequentialSampler(dataset)
+    if persistent:
+        order = _EpochDraw(order, gen)
+    common = dict(num_workers=workers, worker_init_fn=_seed_worker if workers else None,
+                  # persistent workers: their base seed from a generator of their own
+                  generator=torch.Generator().manual_seed(int(seed) + 1) if persistent else gen,
                   pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
-                  persistent_workers=persistent_workers and workers > 0)
+                  persistent_workers=persistent)
     if callable(getattr(dataset, "read_batch", None)):
-        # the same sampler the DataLoader would build, drawing from the same generator
-        order = RandomSampler(dataset, generator=gen) if shuffle else SequentialSampler(dataset)
         return DataLoader(_BatchReads(dataset), batch_size=None,
                           sampler=BatchSampler(order, int(batch_size), drop_last), **common)
-    return DataLoader(dataset, batch_size=int(batch_size), shuffle=bool(shuffle), drop_last=drop_last, **common)
+    return DataLoader(dataset, batch_size=int(batch_size), sampler=order, drop_last=drop_last, **common)
 
 
 def in_stored_order(loader: Iterable) -> Iterable:

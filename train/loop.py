@@ -328,12 +328,15 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 
 
 def _loader_generators(loader) -> list[torch.Generator]:
-    """The torch.Generators that decide a DataLoader's order and worker seeds (deduplicated)."""
+    """The torch.Generators that decide a DataLoader's order and worker seeds
+    (deduplicated), the shuffling one first: ``make_loader`` gives persistent workers a
+    seed generator of their own, so its loaders have one or two."""
     found, seen = [], set()
-    candidates = [getattr(loader, "generator", None), getattr(getattr(loader, "sampler", None), "generator", None)]
+    candidates = [getattr(getattr(loader, "sampler", None), "generator", None)]
     # DataLoader's own batch sampler, or make_loader's batch-reading one (its sampler)
     for bs in (getattr(loader, "batch_sampler", None), getattr(loader, "sampler", None)):
         candidates.append(getattr(getattr(bs, "sampler", None), "generator", None))
+    candidates.append(getattr(loader, "generator", None))
     for g in candidates:
         if isinstance(g, torch.Generator) and id(g) not in seen:
             seen.add(id(g))
@@ -363,10 +366,11 @@ def _set_rng_state(state: dict, train_loader, aug_gen: torch.Generator) -> None:
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(state["cuda"])
-    gens = _loader_generators(train_loader)
-    if len(gens) == len(state["loaders"]):
-        for g, st in zip(gens, state["loaders"]):
-            g.set_state(st)
+    # the shuffling generator comes first on both sides; a worker-seed generator only
+    # where both have one (workers switched between re-created and persistent: the
+    # batches still follow, train.data._EpochDraw; only the workers' seeds differ)
+    for g, st in zip(_loader_generators(train_loader), state["loaders"]):
+        g.set_state(st)
     aug_gen.set_state(state["augment"])
 
 

@@ -156,8 +156,13 @@ def run_train(model: str, stores: str, splits: str, out: str, metrics_out: str, 
         if drop and len(tr) < cfg.batch_size:
             raise InputError(man_path, f"fold {fold} has {len(tr)} training items, fewer than one "
                                        f"batch of {cfg.batch_size} ({model} drops incomplete batches)")
-        res = fit(net, make_loader(tr, cfg.batch_size, True, cfg.workers, cfg.seed, drop_last=drop),
-                  make_loader(va, cfg.batch_size, False, cfg.workers, cfg.seed), cfg, fold_dir, augment=aug)
+        # map samples do not depend on the epoch: their workers may live across epochs
+        # and keep their mapped shards (train.data.make_loader); sequence ones may not
+        keep = hasattr(tr, "read_batch")
+        res = fit(net, make_loader(tr, cfg.batch_size, True, cfg.workers, cfg.seed, drop_last=drop,
+                                   persistent_workers=keep),
+                  make_loader(va, cfg.batch_size, False, cfg.workers, cfg.seed, persistent_workers=keep),
+                  cfg, fold_dir, augment=aug)
         if fold == p.folds[0]:
             write_history(Path(plots_out) / "history" / f"{model}.csv", res.history)
         net.load_state_dict(load_checkpoint(res.best_path)["model"])  # chosen on validation only

@@ -657,3 +657,32 @@ def test_row_read_as_a_raw_chunk_equals_h5py_indexing(tmp_path, compression, dty
             with pytest.raises(SchemaError, match="truncated"):
                 shard.row("one", 4)
         shard.close()
+
+
+def test_persistent_workers_give_the_same_batches_and_resume_across_settings(stores):
+    """Persistent workers (train stage, map datasets) shuffle exactly as re-created ones,
+    and a run whose loader generators are restored after epoch 2 (as train.loop resumes)
+    gives the uninterrupted epoch 3, whichever setting each side used."""
+    from train.loop import _loader_generators
+
+    ds = MapsDataset(stores["maps"], LABELLED)
+
+    def epoch(loader):
+        return [b["label"].tolist() for b in loader]
+
+    def loader(persistent):
+        return make_loader(ds, 3, True, 2 if persistent else 0, 7, persistent_workers=persistent)
+
+    runs = {}
+    for persistent in (True, False):
+        ld = loader(persistent)
+        runs[persistent] = [epoch(ld) for _ in range(3)]
+    assert runs[True] == runs[False] and runs[True][0] != runs[True][1]
+    for before, after in ((True, False), (False, True), (True, True)):
+        first = loader(before)
+        epoch(first), epoch(first)
+        saved = [g.get_state() for g in _loader_generators(first)]
+        again = loader(after)
+        for g, state in zip(_loader_generators(again), saved):
+            g.set_state(state)
+        assert epoch(again) == runs[True][2], (before, after)
