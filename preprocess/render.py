@@ -203,12 +203,12 @@ def render_orthographic(vertices, faces, *, size: int | tuple[int, int] = 112,
     # 112 px: 31 % kept, the cast ~3x cheaper, the same hits).
     cand = _triangles_under_pixels(v, f, extent, px, (h, w))
     hits = cast_down(v, f[cand], xy)
-    prim = np.where(hits.triangle >= 0, cand[np.maximum(hits.triangle, 0)], -1).reshape(h, w) \
-        if len(cand) else np.full((h, w), -1, np.int64)
+    prim = np.full(h * w, -1, np.int64)                          # index into f, -1: miss
+    prim[hits.triangle >= 0] = cand[hits.triangle[hits.triangle >= 0]]
+    prim = prim.reshape(h, w)
     buv = hits.uv.reshape(h, w, 2)
     valid = prim >= 0
 
-    tri = np.where(valid, prim, -1)
     # open3d's (u, v): hit = (1-u-v) p0 + u p1 + v p2.
     bary = np.stack([1.0 - buv[..., 0] - buv[..., 1], buv[..., 0], buv[..., 1]], axis=-1)
     bary = np.clip(bary, 0.0, 1.0)
@@ -240,7 +240,7 @@ def render_orthographic(vertices, faces, *, size: int | tuple[int, int] = 112,
         depth=depth.astype(np.float32), valid=valid,
         attrs=np.ascontiguousarray(attrs, dtype=np.float32),
         rgb=np.ascontiguousarray(np.moveaxis(rgb, -1, 0), dtype=np.float32),
-        rgb_source=rgb_mode, triangle_id=tri.astype(np.int32),
+        rgb_source=rgb_mode, triangle_id=prim.astype(np.int32),
         bary=bary.astype(np.float32), pixel_size_mm=px, extent=extent)
 
 
