@@ -29,7 +29,7 @@ def fit_attention_generator(model: WSLGAN, loader: Iterable[Mapping[str, torch.T
     epochs : >= 0 (0: only freeze).  lr : Adam learning rate.  seed : seeds torch and the
         augmentation generator (the same seed gives the same weights on one machine).
     augment : the run's augmentation (rotations and flips move the landmarks with the image).
-    Returns the mean target loss of each epoch.  Raises ``ValueError`` on a batch without
+    Returns the mean target loss of each epoch.  Raises ``ConfigError`` (a ``ValueError``) on a batch without
     landmarks.
     """
     device = torch.device(device)

@@ -243,7 +243,7 @@ class TrainConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
         """Build from :meth:`to_dict` output (e.g. a loaded ``config.json``).
 
-        Unknown keys raise ``ValueError`` listing the accepted ones; missing keys take
+        Unknown keys raise ``ConfigError`` (a ``ValueError``) listing the accepted ones; missing keys take
         their defaults (``model`` is required).
         """
         names = [f.name for f in dataclasses.fields(cls)]
@@ -320,7 +320,7 @@ PAPER_CONFIGS: Mapping[str, TrainConfig] = MappingProxyType(
 def paper_config(model: str, dataset: str | None = None) -> TrainConfig:
     """The published protocol of ``model`` on ``dataset`` (default: the paper's first).
 
-    Raises ``ValueError`` listing the (model, dataset) pairs known.
+    Raises ``ConfigError`` (a ``ValueError``) listing the (model, dataset) pairs known.
     """
     if dataset is None and model in PAPER_CONFIGS:
         return PAPER_CONFIGS[model]

@@ -378,9 +378,12 @@ def _batch_tensor(shape: tuple[int, ...], dtype: torch.dtype, shared: bool) -> t
     process copies nothing (a plain tensor would be copied into shared memory then)."""
     if shared:
         proto = torch.empty(0, dtype=dtype)
-        new_shared = getattr(proto._typed_storage(), "_new_shared", None)
-        if new_shared is not None:  # a private torch API: fall back to a plain tensor
-            return proto.new(new_shared(math.prod(shape))).view(shape)
+        try:  # private torch API (what default_collate calls): else a plain tensor
+            storage = proto._typed_storage()._new_shared(math.prod(shape))
+        except AttributeError:
+            pass
+        else:
+            return proto.new(storage).view(shape)
     return torch.empty(shape, dtype=dtype)
 
 

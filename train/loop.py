@@ -18,7 +18,8 @@ With ``resume=True`` (default) and a ``last.pt`` present, the run continues afte
 saved epoch, with every state restored, so on CPU "2 epochs, then resume to 4" gives the
 same weights bit for bit as "4 epochs straight" (tested, also across a SIGKILL), given
 the same torch thread count (OMP_NUM_THREADS): float sums depend on it.  Resuming with a different
-config (other than ``epochs``, ``workers``, ``device``, ``amp``) raises ``ValueError``.
+config (other than ``epochs``, ``workers``, ``device``, ``amp``) raises ``ConfigError``
+(a ``ValueError``).
 
 Devices: ``cfg.device="auto"`` takes CUDA when available.  On CUDA with ``cfg.amp`` the
 forward pass runs under ``torch.autocast(float16)`` and the loss is scaled by a
@@ -158,7 +159,7 @@ def loss_fn_for(cfg: TrainConfig) -> LossFn:
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
         raise ConfigError(f"loss_cfg keys {unknown} not accepted by {hook.__name__} "
-                         f"(accepted: {accepted or 'none'})")
+                          f"(accepted: {accepted or 'none'})")
     return partial(hook, **kwargs) if kwargs else hook
 
 
@@ -507,7 +508,7 @@ def fit(model: nn.Module, train_loader: Iterable[Mapping[str, torch.Tensor]],
         diff = _config_differences(ckpt["config"], resolved.to_dict())
         if diff:
             raise ConfigError(f"{last_path}: cannot resume, the config changed ({'; '.join(diff)}); "
-                             f"use another out_dir or resume=False")
+                              f"use another out_dir or resume=False")
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -575,7 +576,7 @@ def fit(model: nn.Module, train_loader: Iterable[Mapping[str, torch.Tensor]],
 
     if best["epoch"] == 0:
         raise ConfigError(f"{out}: no epoch was trained (epochs={cfg.epochs}) and no checkpoint "
-                         f"records one")
+                          f"records one")
     return FitResult(history=history, best_epoch=int(best["epoch"]), best_val_acc=float(best["val_acc"]),
                      last_path=last_path, best_path=best_path, config_path=config_path,
                      device=device.type, amp=use_amp, resumed_from=resumed_from)

@@ -356,7 +356,7 @@ def split_manifest(store_roots: str | os.PathLike | Sequence[str | os.PathLike],
     index_sha256}]), "subjects", "excluded" (reason -> item count), "folds": [{"repeat",
     "index", "train", "val", "test" (item keys, sorted), "train_subjects",
     "val_subjects", "test_subjects"}]}``.  Raises SchemaError when the stores disagree
-    on an item's subject or label, ValueError when no item is left.
+    on an item's subject or label, ConfigError (a ValueError) when no item is left.
     """
     p = _protocol(protocol)
     ds = p.dataset if dataset is None else dataset
@@ -409,7 +409,7 @@ def split_manifest(store_roots: str | os.PathLike | Sequence[str | os.PathLike],
         excluded[reason] = excluded.get(reason, 0) + 1
     if not subject_of:
         raise ConfigError(f"protocol {protocol!r}: no usable item of dataset {ds!r} in "
-                         f"{', '.join(map(str, roots))} (excluded: {excluded})")
+                          f"{', '.join(map(str, roots))} (excluded: {excluded})")
 
     subj = _unique_sorted(subject_of.values())
     by_subject: dict[str, list[str]] = {s: [] for s in subj}
