@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import sys
 import tempfile
@@ -104,6 +105,54 @@ def _row_reader_times(ds, repeat: int) -> tuple[float, float]:
     finally:
         train_data._Shard.read_into = raw_read
     return best[0] / len(ds), best[1] / len(ds)
+
+
+def _row_copy_times(ds, repeat: int) -> dict[str, float]:
+    """Seconds per maps row of ``ds``'s samples copied three ways, best of ``repeat``
+    interleaved rounds, every round over all rows in the dataset's order: ``pread`` of the
+    chunk's bytes; a copy out of a memory map made afresh for the round (every page
+    faulted in: a process's first pass); a copy out of a map that already went over them
+    (``train.data._Shard``'s case from its second pass on)."""
+    import mmap
+
+    import numpy as np
+
+    rows = []
+    for file, row in ds._rows:
+        shard = ds._handles.get(file, ds._maps)
+        shard["maps"]  # looks the dataset up and plans its rows
+        plan = shard._whole_row_chunks["maps"]
+        if plan is None:  # compressed maps: no raw rows
+            return {}
+        rows.append((file, int(plan.offsets[row]), math.prod(plan.shape) * plan.dtype.itemsize))
+    files = sorted({f for f, _, _ in rows})
+    out = np.empty(max(n for _, _, n in rows), np.uint8)
+    fds = {f: os.open(f, os.O_RDONLY) for f in files}
+
+    def maps():
+        return {f: np.frombuffer(mmap.mmap(fds[f], 0, access=mmap.ACCESS_READ), np.uint8) for f in files}
+
+    warm = maps()
+
+    def by_pread():
+        for f, off, n in rows:
+            os.preadv(fds[f], [out[:n]], off)
+
+    def copy_from(views):
+        for f, off, n in rows:
+            out[:n] = views[f][off:off + n]
+
+    best = {"pread": float("inf"), "first_pass": float("inf"), "mapped": float("inf")}
+    copy_from(warm)
+    try:
+        for _ in range(repeat):
+            for name, fn in (("pread", by_pread), ("first_pass", lambda: copy_from(maps())),
+                             ("mapped", lambda: copy_from(warm))):
+                best[name] = min(best[name], best_of(fn, 1) / len(rows))
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+    return best
 
 
 def _epoch(loader) -> int:
@@ -184,6 +233,12 @@ def main(argv=None) -> dict:
             report(f"sample read, h5py indexing / raw chunks ({name})", indexed / raw,
                    f"raw chunks {raw * 1e3:.3f} ms, h5py indexing {indexed * 1e3:.3f} ms a sample "
                    f"(train.data._Shard.read_into; rounds interleaved)")
+        copies = _row_copy_times(ds, max(args.repeat, 5))
+        if copies:
+            report("maps row: pread / copy from the shard's memory map", copies["pread"] / copies["mapped"],
+                   f"pread {copies['pread'] * 1e6:.0f} us, mapped copy {copies['mapped'] * 1e6:.0f} us a row; "
+                   f"a first pass through a fresh map {copies['first_pass'] * 1e6:.0f} us "
+                   f"({copies['first_pass'] / copies['pread']:.2f}x pread: its page faults)")
         file, row = ds._rows[0]
         with h5py.File(file, "r") as h5:
             gzip = h5["maps"].compression == "gzip"

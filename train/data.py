@@ -29,7 +29,7 @@ HDF5's index gives) straight into its slot of the batch tensors, which in a work
 allocated in shared memory, so a sample is copied once on its way to the main process;
 a row is checked for NaN / inf once per process (store / RAM throughput 0.96-1.05 in
 ``benchmarks/bench_loader.py``).  A process that reads a shard for the first time
-page-faults its rows in (about 70 against 40 us a maps sample read with ``pread``);
+page-faults its rows in (``bench_loader``: 1.55x the time of ``pread``, in one run);
 from its second epoch on the copy runs at memory speed, so keep the reading process
 alive: ``workers=0`` (the training process) or persistent workers (the train stage's
 choice for map datasets).  Labels come
@@ -193,7 +193,7 @@ class _Shard:
         HDF5's chunk lookup, which cost more than the copy for one sample
         (``benchmarks/bench_loader.py`` prints the ratio against h5py indexing); once a
         process has touched a row's pages, the copy runs at memory speed, about twice as
-        fast as ``pread`` of the same bytes (measured 20 against 38 us a maps sample).
+        fast as ``pread`` of the same bytes (``bench_loader`` prints the ratio: 2.0 in one run).
         The shards are never modified in place (written once, renamed into place), so the
         offsets stay valid while the file is open; a chunk that would end past the end of
         the file is a SchemaError (truncated), never read.  Compressed datasets go through
