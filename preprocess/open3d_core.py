@@ -1,9 +1,10 @@
 """open3d without its web viewer: the import that ray casting needs.
 
 ``import open3d`` (0.20) always imports ``open3d.visualization``, whose plotly/dash
-viewer pulls in dash, plotly, flask and IPython: measured 0.4-0.5 s of the 0.85-0.95 s
-the import takes on this machine, paid by every stage process and dask worker that
-renders, and never used by fermaps (it only casts rays: ``o3d.t.geometry`` and
+viewer pulls in dash, plotly, flask and IPython: more than half of the import
+(``benchmarks/bench_open3d_core.py``: the whole import takes 2.3x as long, 0.60 against
+0.26 s, in one run), paid by every stage process and dask worker that renders, and never
+used by fermaps (it only casts rays: ``o3d.t.geometry`` and
 ``o3d.core``).  :func:`open3d_core` imports open3d with that subpackage held back for
 the duration of the import; afterwards nothing is left in its place, so an
 ``import open3d.visualization`` later in the same process imports the real one.
