@@ -13,7 +13,9 @@ round by round.  Besides the wall-time ratio the detail gives the CPU time per s
 this process and its workers on each side (steadier than wall time while other jobs
 share the machine), and per-sample costs measured in this process without a loader.
 Diagnostic lines: the row reader against h5py indexing, on the store as written and on
-an all-gzip copy, and the loader on an uncompressed copy of the shards.
+an all-gzip copy; one maps row copied from the shard's memory map against ``pread``
+(and a first pass through a fresh map, page faults included); and the loader on an
+uncompressed copy of the shards.
 ``--workers 2 4 8`` sweeps worker counts (the RAM side always uses the same count).
 The process keeps freed memory for reuse (``pipeline.allocator``) before any worker
 starts, as ``fermaps train`` does.
