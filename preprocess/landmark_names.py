@@ -6,8 +6,9 @@ FaceScape give them directly, and the two other file vocabularies are mapped her
 the iBUG point at the same anatomical place, where one exists:
 
 * Bosphorus ``.lm3``/``.lm2`` labels (:data:`preprocess.io.bosphorus.BOSPHORUS_LANDMARKS`).
-  "left"/"right" are the *subject's* left/right (iBUG's higher-numbered side, +x after
-  registration).  The nose saddles, the nose peaks (alae), the chin middle and the ear
+  "left"/"right" are the *image's* left/right as the scanner saw the face, i.e. the
+  subject's right/left ("left" = iBUG's lower-numbered side, -x after registration;
+  checked on the real ``bs000_CAU_A22A25_0.lm3``, see :data:`BOSPHORUS_TO_IBUG`).  The nose saddles, the nose peaks (alae), the chin middle and the ear
   lobes have no iBUG counterpart and are left out.
 * BU-3DFE ``.bnd`` indices (``"bnd_<k>"``, 0-based).  The layout used is the one of
   REFERENCE.md (eyes 0-15, brows 16-35, nose 36-47, mouth 48-67, contour 68-82), with
@@ -47,21 +48,24 @@ IBUG_MIRROR: tuple[int, ...] = (
     67, 66, 65,                               # inner lower lip 65..67
 )
 
-#: Bosphorus label -> iBUG index (subject's left = iBUG's left = +x).
+#: Bosphorus label -> iBUG index.  Bosphorus "left" is the *image's* left = the
+#: subject's right = iBUG's lower-numbered side (-x after registration); checked on the
+#: real ``bs000_CAU_A22A25_0.lm3`` (LIZHANGYAN/fileread): "Outer left eyebrow" at
+#: x = -90.3 mm, "Outer right eyebrow" at x = +33.3 mm, nose tip z = 48 facing +Z.
 BOSPHORUS_TO_IBUG: dict[str, int] = {
-    "Outer left eyebrow": 26,
-    "Middle left eyebrow": 24,
-    "Inner left eyebrow": 22,
-    "Inner right eyebrow": 21,
-    "Middle right eyebrow": 19,
-    "Outer right eyebrow": 17,
-    "Outer left eye corner": 45,
-    "Inner left eye corner": 42,
-    "Inner right eye corner": 39,
-    "Outer right eye corner": 36,
+    "Outer left eyebrow": 17,
+    "Middle left eyebrow": 19,
+    "Inner left eyebrow": 21,
+    "Inner right eyebrow": 22,
+    "Middle right eyebrow": 24,
+    "Outer right eyebrow": 26,
+    "Outer left eye corner": 36,
+    "Inner left eye corner": 39,
+    "Inner right eye corner": 42,
+    "Outer right eye corner": 45,
     "Nose tip": 30,
-    "Left mouth corner": 54,
-    "Right mouth corner": 48,
+    "Left mouth corner": 48,
+    "Right mouth corner": 54,
     "Upper lip outer middle": 51,
     "Upper lip inner middle": 62,
     "Lower lip inner middle": 66,

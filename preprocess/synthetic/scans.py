@@ -211,17 +211,18 @@ def _saddle(L: np.ndarray, side: float) -> np.ndarray:
     return bridge + 0.5 * (L[k] - bridge)
 
 
-# Bosphorus labels -> an iBUG index or a derived point.  "left" is the subject's left
-# (iBUG's higher-numbered side, +x).  The ear lobes lie outside the face border and are
-# omitted, as many real files omit labels.
+# Bosphorus labels -> an iBUG index or a derived point.  "left" is the image's left =
+# the subject's right (iBUG's lower-numbered side, -x), as in the real
+# bs000_CAU_A22A25_0.lm3 (preprocess.landmark_names.BOSPHORUS_TO_IBUG).  The ear lobes
+# lie outside the face border and are omitted, as many real files omit labels.
 BOSPHORUS_LANDMARK_SOURCES = (
-    ("Outer left eyebrow", 26), ("Middle left eyebrow", 24), ("Inner left eyebrow", 22),
-    ("Inner right eyebrow", 21), ("Middle right eyebrow", 19), ("Outer right eyebrow", 17),
-    ("Outer left eye corner", 45), ("Inner left eye corner", 42),
-    ("Inner right eye corner", 39), ("Outer right eye corner", 36),
-    ("Nose saddle left", "saddle_left"), ("Nose saddle right", "saddle_right"),
-    ("Left nose peak", "alare_left"), ("Nose tip", 30), ("Right nose peak", "alare_right"),
-    ("Left mouth corner", 54), ("Upper lip outer middle", 51), ("Right mouth corner", 48),
+    ("Outer left eyebrow", 17), ("Middle left eyebrow", 19), ("Inner left eyebrow", 21),
+    ("Inner right eyebrow", 22), ("Middle right eyebrow", 24), ("Outer right eyebrow", 26),
+    ("Outer left eye corner", 36), ("Inner left eye corner", 39),
+    ("Inner right eye corner", 42), ("Outer right eye corner", 45),
+    ("Nose saddle left", "saddle_right"), ("Nose saddle right", "saddle_left"),
+    ("Left nose peak", "alare_right"), ("Nose tip", 30), ("Right nose peak", "alare_left"),
+    ("Left mouth corner", 48), ("Upper lip outer middle", 51), ("Right mouth corner", 54),
     ("Upper lip inner middle", 62), ("Lower lip inner middle", 66),
     ("Lower lip outer middle", 57), ("Chin middle", "chin_middle"),
 )

@@ -387,11 +387,12 @@ def tiny_scan(landmarks2d: Landmarks | None) -> Scan:
 
 def test_bosphorus_lm2_in_ibug_order(tmp_path):
     lm2 = read_lm2(write_lm2(tmp_path / "bs000_E_HAPPY_0.lm2", [
-        ("Outer right eye corner", 410.5, 520.0),     # subject's right = image left: 36
-        ("Outer left eye corner", 700.0, 515.25),     # 45
+        # Bosphorus "left" = image left = subject's right (real bs000_CAU_A22A25_0.lm2)
+        ("Outer left eye corner", 410.5, 520.0),      # 36
+        ("Outer right eye corner", 700.0, 515.25),    # 45
         ("Nose tip", 555.0, 700.0),                   # 30
         ("Nose saddle left", 600.0, 560.0),           # no iBUG counterpart: dropped
-        ("Left mouth corner", 640.0, 820.0),          # 54
+        ("Right mouth corner", 640.0, 820.0),         # 54
     ]))
     r = landmarks_from_scan(tiny_scan(lm2))
     assert r.found and r.provenance == "file:lm2" and r.confidence == 1.0

@@ -356,7 +356,8 @@ def test_ibug_index_parsing():
     assert ibug_index("Nose saddle left") is None and ibug_index("Left ear lobe") is None
     assert ibug_index("bnd_0") == 36 and ibug_index("bnd_37") is None
     assert ibug_index("bnd_83") is None and ibug_index("whatever") is None
-    assert to_ibug("Outer left eye corner") == "ibug_45" and to_ibug("bnd_1") is None
+    # Bosphorus "left" = image left = subject's right (real bs000_CAU_A22A25_0.lm3)
+    assert to_ibug("Outer left eye corner") == "ibug_36" and to_ibug("bnd_1") is None
     assert IBUG_NAMES[30] == "ibug_30" and len(IBUG_NAMES) == 68
 
 
@@ -381,8 +382,9 @@ def test_bosphorus_table_against_anatomy(tpl):
                         "Right nose peak", "Chin middle", "Left ear lobe", "Right ear lobe"}
     for label, k in BOSPHORUS_TO_IBUG.items():
         low = label.lower()
-        side = "left" if "left" in low else "right" if "right" in low else "middle"
-        assert side_of(k, tpl) == side, label                 # subject's left = +x
+        # Bosphorus "left" = the image's left = the subject's right (-x)
+        side = "right" if "left" in low else "left" if "right" in low else "middle"
+        assert side_of(k, tpl) == side, label
         if "eyebrow" in low:
             assert IBUG_REGION[k] == "brow", label
         elif "eye corner" in low:
