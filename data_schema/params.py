@@ -87,11 +87,16 @@ class RegisterParams:
         lifted to 3-D through the render, AMDFN Fig. 2) or "file_or_lift" (lift when the
         scan has no landmark file).
     lift_size : render size (px) the landmarks are detected on when lifting.
+    template : the template the landmarks are fitted to: "default" (the shipped one,
+        preprocess/data/template_landmarks.json), "dataset" (the ``template`` stage's
+        GPA of this dataset's landmark files, data/template/template.json) or the path
+        of a template JSON.
     """
 
     max_rmse_mm: float = 10.0
     landmarks: str = "file_or_lift"
     lift_size: int = 448
+    template: str = "default"
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,11 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--out", default=dst)
         _exec_args(s)
 
+    s = sub.add_parser("template", help="raw_mesh -> a template JSON: rigid GPA of the landmark files "
+                                        "(neutral scans where labelled); the shipped default with < 3 sets")
+    s.add_argument("--in", dest="inp", default="data/stores/raw_mesh")
+    s.add_argument("--out", default="data/template/template.json")
+
     s = sub.add_parser("maps", help="the whole 3-D chain on scan files -> OUT/maps and OUT/maps_clean stores")
     s.add_argument("scans", nargs="+", help="scan files (.bnt, .wrl, .obj, .abs, .ply); landmark and texture files are picked up beside them")
     s.add_argument("--out", required=True)
@@ -130,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "ingest":
             from pipeline.stages.ingest import run_ingest
             return run_ingest(args.raw, args.mesh_out, args.frames_out, _with_exec(params.ingest, args)).exit_code
+        if args.cmd == "template":
+            from pipeline.stages.template import run_template
+            return run_template(args.inp, args.out).exit_code
         if args.cmd in ("splits", "train", "evaluate"):
             from pipeline.stages import train_stage as ts
             if args.cmd == "splits":

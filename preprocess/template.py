@@ -16,11 +16,18 @@ origin.  :func:`derive_template` does that; the result is stored once in
 ``preprocess/data/template_landmarks.json`` with a provenance field and read by
 :func:`load_template`.  Regenerate with ``python -m preprocess.template``.
 
+A dataset's own template (the ``template`` stage, ``register.template: dataset``) is
+built by :func:`build_template`: rigid GPA (:mod:`preprocess.gpa`) of the dataset's
+landmark sets, put into this frame by a rigid fit to the shipped default template
+(which fixes where +Z, +Y and +X point), symmetrised, nose tip at the origin.  It is
+written with :func:`write_template` and read with ``load_template(path)``.
+
 Why by hand: the template is data of this project; nothing to take from a library.
 """
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -28,7 +35,10 @@ from pathlib import Path
 
 import numpy as np
 
-from preprocess.landmark_names import IBUG_MIRROR, IBUG_NAMES
+from data_schema.errors import ConfigError, InputError
+from preprocess.gpa import GPAResult, gpa
+from preprocess.landmark_names import IBUG_MIRROR, IBUG_NAMES, N_IBUG, ibug_index
+from preprocess.registration import RigidFit, apply_rigid, fit_rigid
 
 TEMPLATE_FILE = "template_landmarks.json"
 DERIVE_SUBJECTS = 1000
@@ -91,36 +101,178 @@ def derive_template(n_subjects: int = DERIVE_SUBJECTS, seed: int = DERIVE_SEED) 
     return Template(np.round(pts, 6), IBUG_NAMES, prov)
 
 
-def write_template(path: str | Path, template: Template) -> None:
-    """Write a Template as the JSON :func:`load_template` reads."""
+_MIRROR_X = np.array([-1.0, 1.0, 1.0])
+
+
+@dataclass(frozen=True)
+class TemplateBuild:
+    """Result of :func:`build_template`.
+
+    template : the built Template (canonical frame; names: the iBUG points kept, in
+        iBUG order; may be fewer than 68).
+    gpa : the GPA of the input sets (its mean in GPA's own frame).
+    frame_fit : the rigid fit of the GPA mean onto the reference template (mm).
+    spread_mm : name -> RMS spread (mm) of the aligned sets about the mean at that point
+        (for a point filled from its mirror: the mirror point's spread), iBUG order.
+    count : name -> how many sets have that point (its mirror's, when filled from it).
+    mirrored : names filled from their mirror point (no set has them, their mirror is there).
+    dropped : iBUG names left out (neither they nor their mirror are in any set).
+    origin : "ibug_30" (nose tip at the origin) or "reference" (no set has a nose tip:
+        the origin is where the reference's nose tip falls after the frame fit).
+    """
+
+    template: Template
+    gpa: GPAResult
+    frame_fit: RigidFit
+    spread_mm: Mapping[str, float]
+    count: Mapping[str, int]
+    mirrored: tuple[str, ...]
+    dropped: tuple[str, ...]
+    origin: str
+
+
+def ibug_array(points: np.ndarray, names, item: str = "landmarks") -> np.ndarray:
+    """Named landmarks -> (68, 3) float64 mm in iBUG order, NaN rows where absent.
+
+    points : (N, 3) float, mm; names : N names in any vocabulary of
+    :mod:`preprocess.landmark_names` (names with no iBUG counterpart are skipped).
+    Raises InputError: shapes that disagree, non-finite mapped points, two names
+    mapping to the same iBUG point.
+    """
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 3) if len(points) else np.zeros((0, 3))
+    names = [str(n) for n in names]
+    if len(pts) != len(names):
+        raise InputError(item, f"{len(pts)} landmark points for {len(names)} names")
+    out = np.full((N_IBUG, 3), np.nan)
+    for pt, name in zip(pts, names):
+        k = ibug_index(name)
+        if k is None:
+            continue
+        if not np.isnan(out[k, 0]):
+            raise InputError(item, f"two landmarks map to {IBUG_NAMES[k]} (second: {name!r})")
+        if not np.isfinite(pt).all():
+            raise InputError(item, f"non-finite coordinates for landmark {name!r}")
+        out[k] = pt
+    return out
+
+
+def build_template(shapes: np.ndarray, reference: Template, *, tol_mm: float = 1e-6,
+                   max_iter: int = 100, provenance: str = "") -> TemplateBuild:
+    """A template from landmark sets: rigid GPA, frame of ``reference``, symmetric, nose
+    tip at the origin.
+
+    shapes : (N, 68, 3) float, mm, iBUG order, NaN rows = missing (see :func:`ibug_array`).
+    reference : a Template in the canonical frame (module docstring), e.g. the shipped
+        default; the GPA mean is fitted rigidly onto it on the points both have, which
+        fixes the axes (+Z view, +Y up, +X subject's left) without changing the shape.
+    tol_mm, max_iter : GPA convergence (:func:`preprocess.gpa.gpa`).
+    provenance : the Template's provenance text.
+
+    Symmetrising: a point that no set has is filled from its mirror point (x -> -x)
+    before :func:`symmetrize`; a point missing on both sides (a midline point, or a
+    pair) is left out of the template.  Raises InputError from GPA and from the frame
+    fit (fewer than 3 shared points with the reference).
+    """
+    if np.ndim(shapes) != 3 or np.shape(shapes)[1:] != (N_IBUG, 3):
+        raise InputError("template", f"shapes must be (N, {N_IBUG}, 3), got {np.shape(shapes)}")
+    res = gpa(shapes, tol_mm=tol_mm, max_iter=max_iter)
+    ref = np.full((N_IBUG, 3), np.nan)
+    for name, pt in zip(reference.names, np.asarray(reference.points, dtype=np.float64)):
+        ref[IBUG_NAMES.index(name)] = pt
+    both = ~(np.isnan(res.mean[:, 0]) | np.isnan(ref[:, 0]))
+    fit = fit_rigid(res.mean[both], ref[both], item="template frame (GPA mean -> reference)")
+    pts = apply_rigid(res.mean, fit.R, fit.t)
+    have = ~np.isnan(pts[:, 0])
+    mirror = np.asarray(IBUG_MIRROR)
+    spread, count = res.spread_mm.copy(), res.count.copy()
+    fill = ~have & have[mirror]
+    pts[fill] = pts[mirror[fill]] * _MIRROR_X
+    spread[fill], count[fill] = spread[mirror[fill]], count[mirror[fill]]
+    keep = have | fill
+    # symmetrize needs all 68: the dropped rows are zero and stay out of the result
+    pts = symmetrize(np.where(keep[:, None], pts, 0.0))
+    origin = "ibug_30" if keep[30] else "reference"
+    if keep[30]:
+        pts = pts - pts[30]
+    pts[np.abs(pts) < 5e-7] = 0.0            # exact zeros on the midline, no "-0.0"
+    names = tuple(n for n, k in zip(IBUG_NAMES, keep) if k)
+    tpl = Template(np.round(pts[keep], 6), names, provenance)
+    return TemplateBuild(tpl, res, fit, {n: float(s) for n, s, k in zip(IBUG_NAMES, spread, keep) if k},
+                         {n: int(c) for n, c, k in zip(IBUG_NAMES, count, keep) if k},
+                         tuple(n for n, f in zip(IBUG_NAMES, fill) if f),
+                         tuple(n for n, k in zip(IBUG_NAMES, keep) if not k), origin)
+
+
+def write_template(path: str | Path, template: Template, extra: Mapping | None = None) -> None:
+    """Write a Template as the JSON :func:`load_template` reads.
+
+    extra : more top-level fields (JSON-serialisable), written after the header, e.g.
+    the ``build`` record of the template stage; :func:`load_template` ignores them.
+    """
     head = {
         "provenance": template.provenance,
         "frame": "mm, right-handed; face looks along +Z, +Y up, +X = subject's left; "
                  "ibug_30 (nose tip) at the origin; symmetric about x = 0",
         "units": "mm",
+        **dict(extra or {}),
     }
     # one landmark a line: the file stays readable and diffs stay small
-    lines = [f" {json.dumps(k)}: {json.dumps(v)}," for k, v in head.items()]
+    # (a nested record, e.g. "build", one key a line too)
+    lines = [f" {json.dumps(k)}: "
+             + (json.dumps(v, indent=1).replace("\n", "\n ") if isinstance(v, dict) else json.dumps(v)) + ","
+             for k, v in head.items()]
     lines.append(f' "names": {json.dumps(list(template.names))},')
     rows = [json.dumps([round(float(v), 6) for v in p]) for p in template.points]
     lines.append(' "points": [\n  ' + ",\n  ".join(rows) + "\n ]")
     Path(path).write_text("{\n" + "\n".join(lines) + "\n}\n", encoding="utf-8")
 
 
+def parse_template(text: str, where: str = "template") -> Template:
+    """The JSON of :func:`write_template` -> Template (read-only points).
+
+    Raises ConfigError naming ``where`` when it is not JSON, lacks names / points /
+    provenance, names a point outside iBUG-68 or twice, or has non-finite points or
+    fewer than 3 of them.
+    """
+    try:
+        doc = json.loads(text)
+        names = tuple(str(n) for n in doc["names"])
+        pts = np.asarray(doc["points"], dtype=np.float64)
+        prov = str(doc["provenance"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{where}: not a template JSON (names, points, provenance): {exc}") from None
+    bad = [n for n in names if n not in IBUG_NAMES]
+    if bad or len(set(names)) != len(names):
+        raise ConfigError(f"{where}: names must be distinct iBUG-68 names, got {bad or 'duplicates'}")
+    if pts.shape != (len(names), 3) or len(names) < 3 or not np.isfinite(pts).all():
+        raise ConfigError(f"{where}: points must be ({len(names)}, 3) finite mm with at least 3 "
+                          f"points, got {pts.shape}")
+    pts.setflags(write=False)                 # shared by every caller: keep it intact
+    return Template(pts, names, prov)
+
+
 @lru_cache(maxsize=1)
 def _load() -> Template:
     text = resources.files("preprocess").joinpath("data", TEMPLATE_FILE).read_text("utf-8")
-    doc = json.loads(text)
-    pts = np.asarray(doc["points"], dtype=np.float64)
-    pts.setflags(write=False)                 # shared by every caller: keep it intact
-    return Template(pts, tuple(doc["names"]), doc["provenance"])
+    return parse_template(text, f"preprocess/data/{TEMPLATE_FILE}")
 
 
-def load_template() -> Template:
-    """The stored registration template: Template(points (68, 3) float64 mm,
-    names ``"ibug_0"``.. ``"ibug_67"``, provenance).  Read once, cached; the points are
-    read-only."""
-    return _load()
+def load_template(path: str | Path | None = None) -> Template:
+    """A registration template: Template(points (M, 3) float64 mm, read-only, names
+    ``"ibug_<k>"``, provenance).
+
+    path : None = the shipped default (``preprocess/data/template_landmarks.json``, 68
+        points; read once, cached), or a template JSON of :func:`write_template` (e.g.
+        the ``template`` stage's output; read on each call).  Raises ConfigError when
+        the file is missing or not a template (:func:`parse_template`).
+    """
+    if path is None:
+        return _load()
+    try:
+        text = Path(path).read_text("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"template {path}: cannot read it ({exc.strerror or exc})") from None
+    return parse_template(text, str(path))
 
 
 def main() -> None:
