@@ -7,7 +7,7 @@ BIN    := $(abspath $(VENV))/bin
 STAMP  := $(VENV)/.fermaps-installed
 RUN    := PATH="$(BIN):$$PATH"
 
-.PHONY: env syslibs repro test bench mediapipe clean
+.PHONY: env syslibs repro test bench check mediapipe clean
 
 env: $(STAMP) syslibs
 
@@ -39,6 +39,14 @@ test: env
 
 bench: env
 	$(RUN) python -m benchmarks
+
+# The 3-D chain on your own scans, one row of quality measures per scan, and previews:
+#   make check SCANS="a.bnt b.wrl some/folder" [OUT=data/check]
+SCANS ?=
+OUT   ?= data/check
+check: env
+	@test -n "$(SCANS)" || { echo 'usage: make check SCANS="scan.bnt ... or folders" [OUT=data/check]'; exit 2; }
+	$(RUN) python -m pipeline check $(SCANS) --out $(OUT)
 
 # Optional: the mediapipe landmark backend lives in its own interpreter, because the
 # last mediapipe that bundles its face-mesh model (0.10.21) pins numpy < 2.

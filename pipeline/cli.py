@@ -30,7 +30,7 @@ CHAIN_HELP = {
 }
 
 # commands that run a per-item function on dask (or inline, for a few items)
-PER_ITEM = ("ingest", "maps", "frames", *CHAIN_DEFAULTS)
+PER_ITEM = ("ingest", "maps", "check", "frames", *CHAIN_DEFAULTS)
 
 
 def _exec_args(s: argparse.ArgumentParser) -> None:
@@ -77,6 +77,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("scans", nargs="+", help="scan files (.bnt, .wrl, .obj, .abs, .ply); landmark and texture files are picked up beside them")
     s.add_argument("--out", required=True)
     _exec_args(s)
+
+    s = sub.add_parser("check", help="the 3-D chain on real scans in memory: one row per scan (registration, "
+                                     "asymmetry, nose offset, valid fraction, shape-index roughness), previews")
+    s.add_argument("scans", nargs="+", help="scan files, or folders of them")
+    s.add_argument("--out", required=True, help="check.tsv, check.json and previews/ go here")
 
     s = sub.add_parser("frames", help="align new videos / image-sequence folders -> OUT/aligned_frames store")
     s.add_argument("sources", nargs="+", help="video files (.avi .mp4 .mov) or CK+ / Oulu-CASIA sequence folders")
@@ -155,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "maps":
             from pipeline.stages.scan_chain import run_maps
             return run_maps(args.scans, args.out, params).exit_code
+        if args.cmd == "check":
+            from pipeline.stages.check import run_check
+            return run_check(args.scans, args.out, params)
         if args.cmd == "frames":
             from pipeline.stages.scan_chain import run_frames
             return run_frames(args.sources, args.out, params).exit_code
