@@ -82,10 +82,15 @@ class IngestParams:
 class RegisterParams:
     """The ``register`` stage: rigid fit of each scan's landmarks to the template.
 
-    max_rmse_mm : a fit whose RMS landmark residual exceeds this is a per-item error.
-    landmarks : "file" (the scan's landmark file), "lift" (dlib on the rendered texture,
-        lifted to 3-D through the render, AMDFN Fig. 2) or "file_or_lift" (lift when the
-        scan has no landmark file).
+    max_rmse_mm : a landmark fit whose RMS residual (of the kept landmarks, see
+        trim_fraction) exceeds this is rejected and the next method is tried.
+    trim_fraction : share of the landmarks with the largest residuals left out of the
+        fit (refitted without them; preprocess.registration.register_landmarks).
+    methods : the registration methods, tried in this order until one works
+        (preprocess.pose.register): "file" (the scan's landmark file), "texture" (dlib
+        on the rendered texture, lifted to 3-D, AMDFN Fig. 2), "shaded" (dlib on a
+        Lambertian render of the geometry), "geometric" (nose tip + symmetry + ICP to
+        the template surface).
     lift_size : render size (px) the landmarks are detected on when lifting.
     template : the template the landmarks are fitted to: "default" (the shipped one,
         preprocess/data/template_landmarks.json), "dataset" (the ``template`` stage's
@@ -93,8 +98,9 @@ class RegisterParams:
         of a template JSON.
     """
 
-    max_rmse_mm: float = 10.0
-    landmarks: str = "file_or_lift"
+    max_rmse_mm: float = 6.0
+    trim_fraction: float = 0.2
+    methods: tuple[str, ...] = ("file", "texture", "shaded", "geometric")
     lift_size: int = 448
     template: str = "default"
 

@@ -109,24 +109,27 @@ MESH_DATASETS: tuple[DatasetSpec, ...] = (
 )
 
 RAW_MESH = StoreSchema(
-    "raw_mesh", 1,
+    "raw_mesh", 2,
     "Every raw 3-D scan as read by preprocess.io: mesh in the scan's own frame, colour, texture, landmarks.",
     MESH_DATASETS + (
         _ds("grid_index", "int64", (), True, 16384, "gzip", "row-major cell index", "range-image cell of each vertex (0 rows when not a grid)"),
         _ds("grid_shape", "int64", (2,), False, 1, "gzip", "cells", "(rows, cols) of the range image; (0, 0) when not a grid"),
         _ds("landmark_provenance", STR, (), False, 1, "gzip", "", "provenance of the 3-D landmarks ('' when none)"),
+        _ds("warnings", STR, (), True, 256, "gzip", "", "what the reader noted but did not refuse (generic ids for an unexpected file name, missing texture or landmarks...), one row each"),
     ),
 )
 
 REGISTERED_MESH = StoreSchema(
-    "registered_mesh", 1,
+    "registered_mesh", 2,
     "Scans rigidly registered to the landmark template (Arun SVD): canonical frame, mm, face along +Z, +Y up.",
     MESH_DATASETS + (
         _ds("landmark_provenance", STR, (), False, 1, "gzip", "", "provenance of the landmarks the fit used"),
         _ds("rotation", "float64", (3, 3), False, 1, "gzip", "", "R of p_canonical = R p_raw + t"),
         _ds("translation", "float64", (3,), False, 1, "gzip", "mm", "t of p_canonical = R p_raw + t"),
-        _ds("rmse_mm", "float64", (), False, 1, "gzip", "mm", "RMS landmark residual of the fit"),
-        _ds("n_landmarks_used", "int64", (), False, 1, "gzip", "", "landmarks matched to the template"),
+        _ds("rmse_mm", "float64", (), False, 1, "gzip", "mm", "RMS residual of the fit: landmarks, or the ICP inliers for geometric"),
+        _ds("n_landmarks_used", "int64", (), False, 1, "gzip", "", "landmarks matched to the template (0 for geometric)"),
+        _ds("registration_method", STR, (), False, 1, "gzip", "", "how the scan was posed: file, texture, shaded or geometric"),
+        _ds("registration_tried", STR, (), False, 1, "gzip", "", "the methods tried before it and why each failed ('' when the first worked)"),
     ),
 )
 

@@ -37,44 +37,34 @@ def _texture_args(rec: dict) -> dict:
             "colors": rec["colors"] if len(rec["colors"]) == n_v else None}
 
 
-def lifted_landmarks(rec: dict, size: int, item: str):
-    """The inner 51 iBUG landmarks detected by dlib on the rendered texture and lifted
-    to 3-D on the mesh (AMDFN Fig. 2): (points (L, 3) mm, names).  The jaw line is left
-    out: it is a silhouette that moves with the view."""
-    from preprocess.lift import lift_landmarks
-
-    lifted = lift_landmarks(rec["vertices"], rec["faces"].astype(np.int64), size=size,
-                            backend="dlib", upsample=1, item=item, **_texture_args(rec))
-    if not lifted.found:
-        raise InputError(item, f"no landmark file, and no face found on the rendered texture ({lifted.reason})")
-    lm = lifted.as_landmarks()
-    keep = [i for i, n in enumerate(lm.names) if int(n[5:]) >= 17]
-    return lm.points[keep], [lm.names[i] for i in keep], lifted.provenance
-
-
 def register_step(rec: dict, p: RegisterParams, item: str) -> dict:
-    """raw_mesh record -> registered_mesh record (mesh and landmarks in the template frame)."""
-    if p.landmarks not in ("file", "lift", "file_or_lift"):
-        raise ConfigError(f"register.landmarks must be file, lift or file_or_lift, got {p.landmarks!r}")
-    from preprocess.registration import register_landmarks
-    from preprocess.template import load_template
+    """raw_mesh record -> registered_mesh record (mesh and landmarks in the template
+    frame), posed by the first of ``p.methods`` that works (preprocess.pose.register);
+    the method is recorded as ``registration_method``."""
+    from pipeline.stages.template import template_for
+    from preprocess.pose.register import pose_scan
 
-    has_file = len(rec["landmarks"]) > 0
-    if p.landmarks == "file" and not has_file:
-        raise InputError(item, "no 3-D landmarks (no landmark file beside the scan); "
-                               "registration needs at least 3 (or set register.landmarks: file_or_lift)")
+    file_lm = None
+    if len(rec["landmarks"]) > 0:
+        file_lm = (rec["landmarks"], tuple(rec["landmark_names"]), str(rec["landmark_provenance"]))
+    colour = _texture_args(rec)
+    try:
+        pose = pose_scan(rec["vertices"], rec["faces"], template=template_for(p), file_landmarks=file_lm,
+                         colour=colour, methods=tuple(p.methods), max_rmse_mm=p.max_rmse_mm,
+                         trim_fraction=p.trim_fraction, lift_size=p.lift_size, item=item)
+    except ValueError as exc:
+        raise ConfigError(f"register.methods: {exc}") from None
+    reg = pose.registration
     out = _mesh_part(rec)
-    if p.landmarks == "lift" or not has_file:
-        points, names, provenance = lifted_landmarks(rec, p.lift_size, item)
-        out.update(landmarks=points, landmark_names=np.asarray(names, dtype=object),
-                   landmark_vertex=np.full(len(names), -1, np.int64))
-    else:
-        points, names, provenance = rec["landmarks"], list(rec["landmark_names"]), rec["landmark_provenance"]
-    reg = register_landmarks(points, names, load_template(), max_rmse_mm=p.max_rmse_mm, item=item)
+    if pose.method != "file":   # the landmarks the pose came from replace the (absent) file's
+        out.update(landmarks=pose.landmarks, landmark_names=np.asarray(pose.landmark_names, dtype=object),
+                   landmark_vertex=np.full(len(pose.landmark_names), -1, np.int64))
     out["vertices"] = reg.apply(rec["vertices"])
-    out["landmarks"] = reg.apply(points)
-    out.update(landmark_provenance=np.asarray(provenance, dtype=object), rotation=reg.R, translation=reg.t,
-               rmse_mm=np.float64(reg.rmse), n_landmarks_used=np.int64(len(reg.used_names)))
+    out["landmarks"] = reg.apply(out["landmarks"]) if len(out["landmarks"]) else out["landmarks"]
+    out.update(landmark_provenance=np.asarray(pose.provenance, dtype=object), rotation=reg.R,
+               translation=reg.t, rmse_mm=np.float64(reg.rmse), n_landmarks_used=np.int64(len(reg.used_names)),
+               registration_method=np.asarray(pose.method, dtype=object),
+               registration_tried=np.asarray("; ".join(pose.tried), dtype=object))
     return out
 
 

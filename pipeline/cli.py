@@ -72,6 +72,8 @@ def _parser() -> argparse.ArgumentParser:
                                         "(neutral scans where labelled); the shipped default with < 3 sets")
     s.add_argument("--in", dest="inp", default="data/stores/raw_mesh")
     s.add_argument("--out", default="data/template/template.json")
+    s.add_argument("--scans", nargs="+", help="build it from these scan files instead (landmarks found by dlib on "
+                                             "their texture or shaded render; landmark files beside them win)")
 
     s = sub.add_parser("maps", help="the whole 3-D chain on scan files -> OUT/maps and OUT/maps_clean stores")
     s.add_argument("scans", nargs="+", help="scan files (.bnt, .wrl, .obj, .abs, .ply); landmark and texture files are picked up beside them")
@@ -142,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             return run_ingest(args.raw, args.mesh_out, args.frames_out, _with_exec(params.ingest, args)).exit_code
         if args.cmd == "template":
             from pipeline.stages.template import run_template
-            return run_template(args.inp, args.out).exit_code
+            return run_template(args.inp, args.out, args.scans).exit_code
         if args.cmd in ("splits", "train", "evaluate"):
             from pipeline.stages import train_stage as ts
             if args.cmd == "splits":

@@ -41,13 +41,14 @@ def _apply(step: Callable, step_params, in_schema: str, addr: ItemAddress) -> It
 
 def run_store_stage(stage: str, step: Callable, step_params, in_root: str | os.PathLike,
                     in_schema: str, out_root: str | os.PathLike, out_schema: StoreSchema,
-                    run: ChainParams, code: Sequence[str] = ()) -> StageResult:
+                    run: ChainParams, code: Sequence[str] = (), data_version: str = "") -> StageResult:
     """Apply ``step(record, step_params, item_key) -> record`` to every item of the
     input store on dask and write the output store (+ failures.jsonl).  ``code``: the
-    project files whose content versions the stage (for the item cache)."""
+    project files whose content versions the stage (for the item cache); ``data_version``:
+    a digest of data files the step reads besides its input (the register template)."""
     store = Store(in_root, in_schema)
     params = as_dict(step_params)
-    version = code_version(code)
+    version = code_version(code) + data_version
     shards: OrderedDict = OrderedDict()
     for sh in store.index["shards"]:
         path = str(Path(in_root) / sh["file"])

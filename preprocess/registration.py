@@ -142,7 +142,7 @@ def fit_rigid(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = Non
 
 def register_landmarks(points: np.ndarray, names: Sequence[str], template, *,
                        weights: np.ndarray | None = None, max_rmse_mm: float,
-                       item: str = "register_landmarks") -> Registration:
+                       trim_fraction: float = 0.0, item: str = "register_landmarks") -> Registration:
     """Rigid pose of a scan from its named landmarks to the template.
 
     points : (N, 3) float, mm, scan frame.
@@ -153,6 +153,12 @@ def register_landmarks(points: np.ndarray, names: Sequence[str], template, *,
         (M, 3) and ``names`` (M,)).
     weights : (N,) float >= 0 per input landmark, or None.
     max_rmse_mm : the fit is rejected when its RMS residual (mm) exceeds this.
+    trim_fraction : in [0, 0.5): after a first fit the ``floor(trim_fraction * n)``
+        landmarks with the largest residuals are left out and the pose is fitted again
+        on the rest (at least 4 kept); rmse and ``used_names`` are those of the kept
+        points.  Expressions move a few landmarks (an open mouth, raised brows) far from
+        a neutral template, and a detector misplaces a few: the trimmed fit follows the
+        rigid part of the face.
     item : item id put in errors.
 
     Returns Registration(R, t, rmse, used_names) with ``template ~= R @ scan + t``.
@@ -187,8 +193,17 @@ def register_landmarks(points: np.ndarray, names: Sequence[str], template, *,
             used = [c for c, wk in zip(used, w) if wk > 0]
             rows = [r for r, wk in zip(rows, w) if wk > 0]
             w = w[w > 0]
+    if not 0.0 <= trim_fraction < 0.5:
+        raise ValueError(f"trim_fraction must be in [0, 0.5), got {trim_fraction}")
     tpl = np.asarray(template.points, dtype=np.float64)[[where[c] for c in used]]
     fit = fit_rigid(p[rows], tpl, w, item=item)
+    n_drop = min(int(trim_fraction * len(rows)), len(rows) - 4)
+    if n_drop > 0:
+        res = np.linalg.norm(apply_rigid(p[rows], fit.R, fit.t) - tpl, axis=1)
+        keep = np.sort(np.argsort(res, kind="stable")[:len(rows) - n_drop])
+        rows, used, tpl = [rows[k] for k in keep], [used[k] for k in keep], tpl[keep]
+        w = None if w is None else w[keep]
+        fit = fit_rigid(p[rows], tpl, w, item=item)
     if not fit.rmse <= max_rmse_mm:
         raise InputError(item, f"landmark registration rmse {fit.rmse:.2f} mm exceeds "
                                f"max_rmse_mm = {max_rmse_mm:g} ({fit.n} landmarks)")

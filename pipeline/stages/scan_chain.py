@@ -26,7 +26,9 @@ _CHAIN = ("pipeline/chain.py", "pipeline/records.py", "data_schema/schemas.py")
 STAGES = {
     "register": (register_step, "register", "raw_mesh", REGISTERED_MESH,
                  _CHAIN + ("preprocess/registration.py", "preprocess/landmark_names.py", "preprocess/template.py",
-                           "preprocess/data", "preprocess/lift.py", "preprocess/render.py", "preprocess/landmarks.py")),
+                           "preprocess/gpa.py", "pipeline/stages/template.py", "preprocess/pose",
+                           "preprocess/data", "preprocess/lift.py", "preprocess/render.py", "preprocess/landmarks.py",
+                           "preprocess/nose.py", "preprocess/curvature.py", "preprocess/open3d_core.py")),
     "crop": (crop_step, "crop", "registered_mesh", FACE_MESH, _CHAIN + ("preprocess/nose.py",)),
     "render": (render_step, "render", "face_mesh", MAPS,
                _CHAIN + ("preprocess/curvature.py", "preprocess/render.py", "data_schema/channels.py")),
@@ -41,8 +43,12 @@ STAGES = {
 
 def run_chain_stage(name: str, params: Params, in_root, out_root) -> StageResult:
     step, section, in_schema, out_schema, code = STAGES[name]
+    data_version = ""
+    if name == "register":  # a rebuilt template must recompute the registrations
+        from pipeline.stages.template import template_digest
+        data_version = template_digest(params.register)
     return run_store_stage(name, step, getattr(params, section), in_root, in_schema,
-                           out_root, out_schema, params.run, code)
+                           out_root, out_schema, params.run, code, data_version)
 
 
 def chain_one(params: Params, path: str) -> dict:

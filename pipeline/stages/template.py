@@ -106,6 +106,42 @@ def read_landmark_sets(store: Store) -> LandmarkSets:
     return LandmarkSets(tuple(used), arr, selection, len(keys), tuple(failures))
 
 
+def scan_landmark_sets(paths: Iterable[str]) -> LandmarkSets:
+    """Landmark sets read off scan files (this is how the shipped default is made): the
+    68 iBUG points dlib finds on each scan's texture render, or on its shaded render when
+    it has no colour (preprocess.pose.register.detected_landmarks), lifted to 3-D, with
+    the points of the scan's landmark file put in place of the detected ones where the
+    file has them (hand-placed points are the better estimate).  No selection by
+    expression: the caller chooses the scans."""
+    from pipeline.chain import _texture_args
+    from pipeline.records import item_meta, scan_record
+    from preprocess.io import format_of, read_scan
+    from preprocess.pose.register import detected_landmarks
+
+    used, shapes, failures = [], [], []
+    paths = sorted(paths)
+    for path in paths:
+        try:
+            scan = read_scan(path)
+            rec = scan_record(scan, item_meta(scan.ids, Path(path), Path(path).parent,
+                                              format_of(path).name)).arrays
+            colour = {k: v for k, v in _texture_args(rec).items() if v is not None}
+            lm = detected_landmarks(scan.vertices, scan.faces, colour or None, inner_only=False, item=path)
+            if isinstance(lm, str):
+                raise InputError(path, f"no face found on its render: {lm}")
+            shape = ibug_array(lm.points, lm.names, item=path)
+            if scan.landmarks is not None and len(scan.landmarks.names):
+                own = ibug_array(scan.landmarks.points, scan.landmarks.names, item=path)
+                shape[~np.isnan(own[:, 0])] = own[~np.isnan(own[:, 0])]
+        except InputError as exc:
+            failures.append(Failure(path, STAGE, type(exc).__name__, str(exc)))
+            continue
+        used.append(path)
+        shapes.append(shape)
+    arr = np.stack(shapes) if shapes else np.zeros((0, 68, 3))
+    return LandmarkSets(tuple(used), arr, {"scans": "all"}, len(paths), tuple(failures))
+
+
 def _rounded(d: dict) -> dict:
     return {k: round(v, 4) for k, v in d.items()}
 
@@ -155,12 +191,21 @@ def template_from_sets(sets: LandmarkSets, source: str) -> tuple[Template, dict,
     return Template(default.points, default.names, prov), build, failures
 
 
-def run_template(in_root: str | os.PathLike, out_path: str | os.PathLike) -> StageResult:
-    """``fermaps template --in STORE --out FILE``: FILE (template JSON with a ``build``
-    record) and failures.jsonl beside it."""
-    store = Store(in_root, "raw_mesh")
-    sets = read_landmark_sets(store)
-    tpl, build, extra = template_from_sets(sets, str(in_root))
+def run_template(in_root: str | os.PathLike, out_path: str | os.PathLike,
+                 scans: list[str] | None = None) -> StageResult:
+    """``fermaps template --in STORE --out FILE`` (or ``--scans FILE...``): FILE
+    (template JSON with a ``build`` record) and failures.jsonl beside it."""
+    if scans:
+        sets = scan_landmark_sets(scans)
+        tpl, build, extra = template_from_sets(sets, "scan files " + ", ".join(
+            f"{Path(k).name} (sha256 {hashlib.sha256(Path(k).read_bytes()).hexdigest()[:12]})" for k in sets.keys))
+        if build["fallback"] is None:
+            tpl = Template(tpl.points, tpl.names, tpl.provenance.replace(
+                "dataset template:", "template from real scans (the iBUG-68 points dlib finds on each scan's "
+                "texture or shaded render, lifted onto the mesh; the scan's landmark-file points where it has them):", 1))
+    else:
+        sets = read_landmark_sets(Store(in_root, "raw_mesh"))
+        tpl, build, extra = template_from_sets(sets, str(in_root))
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_template(out, tpl, {"build": build})

@@ -132,10 +132,12 @@ def test_scan_without_landmark_file_is_registered_from_lifted_landmarks(stores):
         rec[k] = rec[k][:0]
     for k in ("landmark_names", "landmark_vertex", "landmark2d_names"):
         rec[k] = rec[k][:0]
-    with pytest.raises(InputError, match="no 3-D landmarks"):
-        register_step(rec, dataclasses.replace(PARAMS.register, landmarks="file"), meta.key)
+    with pytest.raises(InputError, match=r"tried file: no landmark file beside the scan\)"):
+        register_step(rec, dataclasses.replace(PARAMS.register, methods=("file",)), meta.key)
     out = register_step(rec, PARAMS.register, meta.key)
-    assert out["landmark_provenance"] == "lifted:dlib" and out["n_landmarks_used"] >= 40
+    assert out["registration_method"] == "texture" and out["landmark_provenance"] == "lifted:dlib"
+    assert out["registration_tried"] == "file: no landmark file beside the scan"
+    assert out["n_landmarks_used"] >= 40
     _, ref = reg.read(meta.key)
     assert angle_deg(out["rotation"] @ ref["rotation"].T) < 3.0
     assert np.abs(out["vertices"] - ref["vertices"]).max() < 5.0
