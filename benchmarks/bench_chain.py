@@ -3,11 +3,15 @@ pymeshlab principal-curvature call (Quadric Fitting) on the same raw scan.
 
 Goal (issue "3-D scan chain"): chain / pymeshlab <= 1.0.  The scan is a Bosphorus-sized
 range grid from the embedded sample generator (233 x 186 cells at 0.8 mm, ~30k valid
-points), read by the real .bnt reader.
+points), read by the real .bnt reader, registered by its landmark file to the sample's
+own template (``preprocess.synthetic.template``: the synthetic anatomy misses the
+shipped real one, so the default template would send it down the fallbacks), at the
+default render neighbourhood (``RenderParams``).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 from pathlib import Path
 
@@ -37,8 +41,14 @@ def main(argv=None) -> dict:
     from pipeline.records import item_meta, scan_record
     from preprocess.io import read_scan
 
+    from preprocess.synthetic.template import sample_template
+    from preprocess.template import write_template
+
     keep_freed_memory()       # as every fermaps process does (pipeline.cli)
-    params = Params()
+    template = Path(tempfile.mkdtemp(prefix="bench-chain-")) / "sample_template.json"
+    write_template(template, sample_template())   # read by every register_step call
+    params = dataclasses.replace(Params(), register=dataclasses.replace(
+        Params().register, template=str(template)))
     with tempfile.TemporaryDirectory() as d:
         path = bosphorus_sized_scan(Path(d))
         scan = read_scan(path)
@@ -54,6 +64,7 @@ def main(argv=None) -> dict:
         return r, c, m
 
     r, c, m = chain()
+    print(f"registered by {r['registration_method']} (rmse {float(r['rmse_mm']):.2f} mm)", flush=True)
     ms = pymeshlab.MeshSet()
     ms.add_mesh(pymeshlab.Mesh(raw["vertices"], raw["faces"].astype("int32")))
     runs = {"chain": chain,

@@ -4,9 +4,11 @@ For a ~36,000-vertex grid-triangulated face-like surface (the size of a Bosphoru
 scan, 0.8 mm spacing) and a ~160,000-vertex one (0.38 mm), times, best of N rounds
 that interleave the contenders:
 
-* ours: ``principal_curvatures(vertices, faces)`` from arrays -- vertex normals, the
-  2-ring, the 7-unknown fit and the eigen-decomposition, all included
-  (``threads=1``, the pipeline default; ``threads=2`` reported for context);
+* ours: ``principal_curvatures`` from arrays at the render stage's default
+  neighbourhood (``RenderParams``: the sampled ``curvature_radius_mm`` ball, or the
+  rings when it is 0) -- vertex normals, the neighbourhood, the 7-unknown fit and the
+  eigen-decomposition, all included (``threads=1``, the pipeline default;
+  ``threads=2`` reported for context);
 * pymeshlab ``compute_curvature_principal_directions_per_vertex`` with "Quadric
   Fitting" (the baseline of the issue: ratio = pymeshlab / ours, goal >= 3) and, for
   context, "Taubin approximation" and "Normal Cycles".  The mesh is loaded into the
@@ -61,10 +63,18 @@ def main(argv=None) -> dict:
 
     import pymeshlab
 
+    from data_schema.params import RenderParams
     from pipeline.allocator import keep_freed_memory
-    from preprocess.curvature import principal_curvatures
+    from preprocess.curvature import principal_curvatures as _curvatures
 
     keep_freed_memory()       # as every fermaps process does (pipeline.cli)
+    rp = RenderParams()
+    hood = {"rings": rp.curvature_rings, "radius_mm": rp.curvature_radius_mm or None}
+    where = f"{rp.curvature_radius_mm:g} mm ball" if rp.curvature_radius_mm else f"{rp.curvature_rings}-ring"
+    print(f"neighbourhood: the render default, {where}", flush=True)
+
+    def principal_curvatures(V, F, **kw):
+        return _curvatures(V, F, **hood, **kw)
 
     results = {}
     for name, (rows, cols, h) in SIZES.items():
@@ -97,7 +107,7 @@ def main(argv=None) -> dict:
         print(f"  ratio = pymeshlab_time / ours = {ratio:.2f} (1 thread), {ratio2:.2f} "
               f"(2 threads); goal >= 3", flush=True)
         results[f"curvature_{name}"] = {
-            "vertices": int(len(V)), "ours_s": best["ours"],
+            "vertices": int(len(V)), "neighbourhood": where, "ours_s": best["ours"],
             "ours_2threads_s": best["ours_2threads"],
             "pymeshlab_quadric_s": best["quadric"], "pymeshlab_taubin_s": best["taubin"],
             "pymeshlab_normal_cycles_s": best["normal_cycles"],

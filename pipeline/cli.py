@@ -75,15 +75,28 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--scans", nargs="+", help="build it from these scan files instead (landmarks found by dlib on "
                                              "their texture or shaded render; landmark files beside them win)")
 
+    s = sub.add_parser("template-surface", help="scan files -> the face surface the geometric registration "
+                                                "fits to (.npz; scans posed by their landmarks, nose-cropped, "
+                                                "averaged with their mirror images)")
+    s.add_argument("--scans", nargs="+", required=True)
+    s.add_argument("--out", default="data/template/template_surface.npz")
+    s.add_argument("--template", default="default", help="landmark template the scans are posed by "
+                                                         "(default, dataset or a JSON path)")
+
     s = sub.add_parser("maps", help="the whole 3-D chain on scan files -> OUT/maps and OUT/maps_clean stores")
     s.add_argument("scans", nargs="+", help="scan files (.bnt, .wrl, .obj, .abs, .ply); landmark and texture files are picked up beside them")
     s.add_argument("--out", required=True)
+    s.add_argument("--template", help="landmark template (default, dataset or a JSON path; overrides "
+                                      "register.template)")
     _exec_args(s)
 
     s = sub.add_parser("check", help="the 3-D chain on real scans in memory: one row per scan (registration, "
                                      "asymmetry, nose offset, valid fraction, shape-index roughness), previews")
     s.add_argument("scans", nargs="+", help="scan files, or folders of them")
     s.add_argument("--out", required=True, help="check.tsv, check.json and previews/ go here")
+    s.add_argument("--template", default="default",
+                   help="landmark template: default (the shipped real-scan one; a sample's "
+                        "dataset template would misfit real faces), dataset, or a JSON path")
 
     s = sub.add_parser("frames", help="align new videos / image-sequence folders -> OUT/aligned_frames store")
     s.add_argument("sources", nargs="+", help="video files (.avi .mp4 .mov) or CK+ / Oulu-CASIA sequence folders")
@@ -161,9 +174,21 @@ def main(argv: list[str] | None = None) -> int:
             return run_chain_stage(args.cmd, params, args.inp, args.out).exit_code
         if args.cmd == "maps":
             from pipeline.stages.scan_chain import run_maps
+            from pipeline.stages.template import template_for
+            if args.template:
+                params = dataclasses.replace(params, register=dataclasses.replace(
+                    params.register, template=args.template))
+            template_for(params.register)   # a missing template: one error, not one per scan
             return run_maps(args.scans, args.out, params).exit_code
+        if args.cmd == "template-surface":
+            from pipeline.stages.template_surface import run_template_surface
+            params = dataclasses.replace(params, register=dataclasses.replace(
+                params.register, template=args.template))
+            return run_template_surface(args.scans, args.out, params)
         if args.cmd == "check":
             from pipeline.stages.check import run_check
+            params = dataclasses.replace(params, register=dataclasses.replace(
+                params.register, template=args.template))
             return run_check(args.scans, args.out, params)
         if args.cmd == "frames":
             from pipeline.stages.scan_chain import run_frames

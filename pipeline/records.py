@@ -89,6 +89,7 @@ def scan_record(scan: Scan, meta: ItemMeta) -> ItemRecord:
         "grid_index": scan.grid_index if scan.grid_index is not None else np.zeros(0, np.int64),
         "grid_shape": np.asarray(scan.grid_shape if scan.grid_shape is not None else (0, 0), np.int64),
         "landmark_provenance": np.asarray(lm.provenance if lm is not None else "", dtype=object),
+        "warnings": np.asarray(list(scan.extra.get("warnings", ())), dtype=object),
     }
     return ItemRecord(meta, arrays)
 

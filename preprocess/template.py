@@ -7,14 +7,17 @@ is on the Z axis and it is the template's most protruding point: every other lan
 has z < 0); the template is mirror-symmetric about the plane x = 0, so a registered
 face's central axis lies in the Y-Z plane and its eye line is parallel to X.
 
-Where the numbers come from: there is no real 3-D face database offline, so they are
-derived from the embedded sample's face model (:mod:`preprocess.synthetic.face_model`,
-the parametric face built on scikit-image's ``astronaut()`` landmarks): the mean of the
-neutral 3-D landmarks of ``n_subjects`` random subjects, averaged with its own mirror
-image (x -> -x, iBUG left/right swapped) and translated so that the nose tip is at the
-origin.  :func:`derive_template` does that; the result is stored once in
-``preprocess/data/template_landmarks.json`` with a provenance field and read by
-:func:`load_template`.  Regenerate with ``python -m preprocess.template``.
+Where the numbers of the shipped default come from (``preprocess/data/
+template_landmarks.json``; its ``provenance`` and ``build`` fields give the details):
+real public face scans, not the embedded sample's synthetic model.  The 68 iBUG points
+were found by dlib on renders of three real scans of two subjects (LIZHANGYAN/fileread:
+Bosphorus ``bs000_CAU_A22A25_0`` (texture render; its hand-placed ``.lm3`` points
+replace the detected ones where it has them), ``bs000_CAU_A26A12lw_0`` (no texture:
+shaded render), and the POL-DB / PolyWorks export ``001-001.wrl`` (vertex colours)),
+lifted onto the meshes, and combined by :func:`build_template`.  Two subjects are few:
+the template is a real face's proportions, not a population mean; build a dataset's own
+with the ``template`` stage.  Regenerate the default with ``fermaps template --scans
+FILES... --out preprocess/data/template_landmarks.json``.
 
 A dataset's own template (the ``template`` stage, ``register.template: dataset``) is
 built by :func:`build_template`: rigid GPA (:mod:`preprocess.gpa`) of the dataset's
@@ -41,8 +44,6 @@ from preprocess.landmark_names import IBUG_MIRROR, IBUG_NAMES, N_IBUG, ibug_inde
 from preprocess.registration import RigidFit, apply_rigid, fit_rigid
 
 TEMPLATE_FILE = "template_landmarks.json"
-DERIVE_SUBJECTS = 1000
-DERIVE_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -74,31 +75,6 @@ def symmetrize(points: np.ndarray) -> np.ndarray:
     p = np.asarray(points, dtype=np.float64)
     mirrored = p[list(IBUG_MIRROR)] * np.array([-1.0, 1.0, 1.0])
     return 0.5 * (p + mirrored)
-
-
-def derive_template(n_subjects: int = DERIVE_SUBJECTS, seed: int = DERIVE_SEED) -> Template:
-    """Compute the template from the sample's face model (see module docstring).
-
-    n_subjects : random neutral subjects averaged; seed : numpy ``default_rng`` seed
-    of ``random_face_params``.  Returns a Template (68 iBUG points, mm).
-    """
-    from preprocess.synthetic.face_model import FaceModel, random_face_params
-
-    rng = np.random.default_rng(seed)
-    total = np.zeros((68, 3))
-    for _ in range(n_subjects):
-        total += FaceModel(random_face_params(rng)).landmarks3d("neutral", 0.0)
-    pts = symmetrize(total / n_subjects)
-    pts = pts - pts[30]
-    pts[np.abs(pts) < 5e-7] = 0.0            # exact zeros on the midline, no "-0.0"
-    prov = (f"derived, not measured: mean neutral 3-D iBUG-68 landmarks of {n_subjects} "
-            f"random subjects of preprocess.synthetic.face_model (FaceModel("
-            f"random_face_params(numpy.random.default_rng({seed}))).landmarks3d('neutral', 0);"
-            " the sample's parametric face built on skimage.data.astronaut() landmarks), "
-            "averaged with its mirror image (x -> -x, iBUG left/right swapped) and "
-            "translated so that ibug_30 (nose tip) is at the origin. No real 3-D face "
-            "database is available offline.")
-    return Template(np.round(pts, 6), IBUG_NAMES, prov)
 
 
 _MIRROR_X = np.array([-1.0, 1.0, 1.0])
@@ -273,14 +249,3 @@ def load_template(path: str | Path | None = None) -> Template:
     except OSError as exc:
         raise ConfigError(f"template {path}: cannot read it ({exc.strerror or exc})") from None
     return parse_template(text, str(path))
-
-
-def main() -> None:
-    """Regenerate ``preprocess/data/template_landmarks.json``."""
-    path = Path(__file__).parent / "data" / TEMPLATE_FILE
-    write_template(path, derive_template())
-    print(f"wrote {path}")
-
-
-if __name__ == "__main__":
-    main()

@@ -83,27 +83,37 @@ def select_items(metas: Iterable[ItemMeta]) -> tuple[list[str], dict[str, str]]:
     return sorted(keys), selection
 
 
-def read_landmark_sets(store: Store) -> LandmarkSets:
-    """The selected items' 3-D landmarks of a raw_mesh store, in iBUG order."""
-    keys, selection = select_items(store.metas())
+def _collect(keys, shape_of) -> tuple[tuple[str, ...], np.ndarray, tuple[Failure, ...]]:
+    """(keys used, (S, 68, 3) shapes with NaN rows for missing points, failures) of
+    ``shape_of(key)`` over ``keys``; an InputError leaves the key out as a failure."""
     used, shapes, failures = [], [], []
     for key in keys:
-        _, a = store.read(key)
         try:
-            if len(a["landmarks"]) == 0:
-                raise InputError(key, "no 3-D landmarks (no landmark file beside the scan)")
-            shape = ibug_array(a["landmarks"], a["landmark_names"], item=key)
-            n = int((~np.isnan(shape[:, 0])).sum())
-            if n < MIN_POINTS:
-                raise InputError(key, f"{n} landmark(s) in the iBUG-68 vocabulary (of {len(a['landmarks'])}); "
-                                      f"a set needs {MIN_POINTS}")
+            shapes.append(shape_of(key))
         except InputError as exc:
             failures.append(Failure(key, STAGE, type(exc).__name__, str(exc)))
             continue
         used.append(key)
-        shapes.append(shape)
-    arr = np.stack(shapes) if shapes else np.zeros((0, 68, 3))
-    return LandmarkSets(tuple(used), arr, selection, len(keys), tuple(failures))
+    return tuple(used), (np.stack(shapes) if shapes else np.zeros((0, 68, 3))), tuple(failures)
+
+
+def read_landmark_sets(store: Store) -> LandmarkSets:
+    """The selected items' 3-D landmarks of a raw_mesh store, in iBUG order."""
+    keys, selection = select_items(store.metas())
+
+    def shape_of(key: str) -> np.ndarray:
+        _, a = store.read(key)
+        if len(a["landmarks"]) == 0:
+            raise InputError(key, "no 3-D landmarks (no landmark file beside the scan)")
+        shape = ibug_array(a["landmarks"], a["landmark_names"], item=key)
+        n = int((~np.isnan(shape[:, 0])).sum())
+        if n < MIN_POINTS:
+            raise InputError(key, f"{n} landmark(s) in the iBUG-68 vocabulary (of {len(a['landmarks'])}); "
+                                  f"a set needs {MIN_POINTS}")
+        return shape
+
+    used, arr, failures = _collect(keys, shape_of)
+    return LandmarkSets(used, arr, selection, len(keys), failures)
 
 
 def scan_landmark_sets(paths: Iterable[str]) -> LandmarkSets:
@@ -118,28 +128,23 @@ def scan_landmark_sets(paths: Iterable[str]) -> LandmarkSets:
     from preprocess.io import format_of, read_scan
     from preprocess.pose.register import detected_landmarks
 
-    used, shapes, failures = [], [], []
+    def shape_of(path: str) -> np.ndarray:
+        scan = read_scan(path)
+        rec = scan_record(scan, item_meta(scan.ids, Path(path), Path(path).parent,
+                                          format_of(path).name)).arrays
+        colour = {k: v for k, v in _texture_args(rec).items() if v is not None}
+        lm = detected_landmarks(scan.vertices, scan.faces, colour or None, inner_only=False, item=path)
+        if isinstance(lm, str):
+            raise InputError(path, f"no face found on its render: {lm}")
+        shape = ibug_array(lm.points, lm.names, item=path)
+        if scan.landmarks is not None and len(scan.landmarks.names):
+            own = ibug_array(scan.landmarks.points, scan.landmarks.names, item=path)
+            shape[~np.isnan(own[:, 0])] = own[~np.isnan(own[:, 0])]
+        return shape
+
     paths = sorted(paths)
-    for path in paths:
-        try:
-            scan = read_scan(path)
-            rec = scan_record(scan, item_meta(scan.ids, Path(path), Path(path).parent,
-                                              format_of(path).name)).arrays
-            colour = {k: v for k, v in _texture_args(rec).items() if v is not None}
-            lm = detected_landmarks(scan.vertices, scan.faces, colour or None, inner_only=False, item=path)
-            if isinstance(lm, str):
-                raise InputError(path, f"no face found on its render: {lm}")
-            shape = ibug_array(lm.points, lm.names, item=path)
-            if scan.landmarks is not None and len(scan.landmarks.names):
-                own = ibug_array(scan.landmarks.points, scan.landmarks.names, item=path)
-                shape[~np.isnan(own[:, 0])] = own[~np.isnan(own[:, 0])]
-        except InputError as exc:
-            failures.append(Failure(path, STAGE, type(exc).__name__, str(exc)))
-            continue
-        used.append(path)
-        shapes.append(shape)
-    arr = np.stack(shapes) if shapes else np.zeros((0, 68, 3))
-    return LandmarkSets(tuple(used), arr, {"scans": "all"}, len(paths), tuple(failures))
+    used, arr, failures = _collect(paths, shape_of)
+    return LandmarkSets(used, arr, {"scans": "all"}, len(paths), failures)
 
 
 def _rounded(d: dict) -> dict:

@@ -35,6 +35,16 @@ def _mib(n: int) -> str:
     return f"{n / (1024 * 1024):.1f} MiB" if n >= 1024 * 1024 else f"{n} bytes"
 
 
+class NamePatternError(InputError):
+    """A file name does not follow its dataset's naming pattern.
+
+    Raised by the dataset name parsers (``parse_bosphorus_name``...) so that a reader
+    can tell "not named like this dataset" (read it as a generic scan, with a warning:
+    :func:`preprocess.io.generic_mesh.ids_or_generic`) from a name that follows the
+    pattern with a wrong code (a plain InputError: most likely a typo in a labelled
+    file, whose label must not silently become -1)."""
+
+
 def is_gzip_path(path: str | os.PathLike) -> bool:
     """True when the file name ends in ``.gz`` (case-insensitive)."""
     return os.fspath(path).lower().endswith(".gz")

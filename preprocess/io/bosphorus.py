@@ -32,8 +32,9 @@ from data_schema.errors import InputError
 from data_schema.labels import label_map
 from preprocess.io._grid import grid_mesh
 from preprocess.io._mesh import load_texture
-from preprocess.io._text import (nonblank_lines, parse_row, read_text, require_finite,
-                                 wraps_input_errors)
+from preprocess.io.generic_mesh import ids_or_generic
+from preprocess.io._text import (NamePatternError, nonblank_lines, parse_row, read_text,
+                                 require_finite, wraps_input_errors)
 from preprocess.scan import ItemIds, Landmarks, Scan
 
 #: The 24 landmark labels of Bosphorus ``.lm3``/``.lm2`` files, in the database's order.
@@ -242,8 +243,8 @@ def parse_bosphorus_name(path: str | os.PathLike) -> ItemIds:
     stem = Path(path).name.split(".")[0]
     m = _NAME.match(stem)
     if not m:
-        raise InputError(path, "file name does not follow the Bosphorus pattern "
-                               "bs<subject>_<class>_<code>_<n>")
+        raise NamePatternError(path, "file name does not follow the Bosphorus pattern "
+                                   "bs<subject>_<class>_<code>_<n>")
     subject, cls, code, session = m.groups()
     if cls not in _CLASSES:
         raise InputError(path, f"unknown Bosphorus expression class {cls!r}")
@@ -274,17 +275,20 @@ def read_bnt_scan(path: str | os.PathLike) -> Scan:
         the folder is an InputError); missing file -> texture None and a note in
         ``extra["warnings"]``.
     landmarks / landmarks2d : from ``<stem>.lm3`` / ``<stem>.lm2`` when present.
-    Raises InputError for a bad name, bad file, or a grid without a valid point.
+    ids : from the name; a name not following the Bosphorus pattern gives generic ids
+        and a warning (:func:`preprocess.io.generic_mesh.ids_or_generic`).
+    Raises InputError for a Bosphorus-pattern name with an unknown class or emotion,
+    a bad file, or a grid without a valid point.
     """
     path = Path(path)
-    ids = parse_bosphorus_name(path)
+    warnings: list[str] = []
+    ids = ids_or_generic(path, parse_bosphorus_name, warnings)
     grid = read_bnt(path)
     vertices, faces, grid_index = grid_mesh(grid.xyz, grid.valid)
     if len(vertices) == 0:
         raise InputError(path, "no valid point (every z equals zmin)")
     uv = grid.uv.reshape(-1, 2)[grid_index].copy()
     uv[:, 1] = 1.0 - uv[:, 1]
-    warnings: list[str] = []
     texture = load_texture(path, grid.texture_name, warnings)
     lm3, lm2 = path.with_suffix(".lm3"), path.with_suffix(".lm2")
     return Scan(

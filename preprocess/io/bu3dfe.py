@@ -1,11 +1,18 @@
 """BU-3DFE: VRML 2.0 ``.wrl`` meshes, ``.bnd`` landmark files, file-name ids, and
 the writers the embedded-sample generator uses.
 
-A ``.wrl`` holds one ``IndexedFaceSet``: ``Coordinate { point [x y z, ...] }``,
+A ``.wrl`` holds one ``IndexedFaceSet`` or several (a PolyWorks export writes one per
+"block"; read as one mesh, in file order): ``Coordinate { point [x y z, ...] }``,
 ``coordIndex [i j k -1 ...]`` (polygons of 3-6 vertices), optionally
 ``TextureCoordinate { point [u v, ...] }`` + ``texCoordIndex`` (u right, v up, as
 :class:`~preprocess.scan.Scan`), ``Color { color [r g b, ...] }`` (0..1, per vertex)
 and ``ImageTexture { url "F0001_AN01WH_F3D.bmp" }``.
+
+Checked on a real file: LIZHANGYAN/fileread ``001-001.wrl``, a PolyWorks (InnovMetric)
+export of a POL-DB face (one block, 16783 vertices, per-vertex ``Color``, a ``Normal``
+node, no texture): mm, the face looks along +Z (z about -1670..-1510, the nose the
+largest z), +y up.  No real BU-3DFE file is public here: its ``.bnd`` index base and
+83-point order are not checked on one (:func:`_bnd_indices` reads both bases).
 
 Why by hand: VRML loaders either evaluate far more of the language than these files
 use or re-index vertices (the ``.bnd`` landmarks are vertex indices).  Here only the
@@ -14,6 +21,7 @@ ever evaluated.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass
@@ -24,9 +32,10 @@ import numpy as np
 
 from data_schema.errors import InputError
 from data_schema.labels import label_map
-from preprocess.io._mesh import fan_triangulate, load_texture, polygon_offsets
-from preprocess.io._text import (nonblank_lines, parse_numbers, read_text, require_finite,
-                                 wraps_input_errors)
+from preprocess.io._mesh import fan_triangulate, load_texture, polygon_offsets, resolve_asset
+from preprocess.io._text import (NamePatternError, nonblank_lines, parse_numbers, read_text,
+                                 require_finite, wraps_input_errors)
+from preprocess.io.generic_mesh import ids_or_generic
 from preprocess.scan import ItemIds, Landmarks, Scan
 
 N_BND = 83
@@ -99,8 +108,7 @@ def _bracket_lists(text: str, path, keyword: str, tail: str, what: str) -> list[
 def _one_list(text: str, path, keyword: str, tail: str, what: str) -> str | None:
     lists = _bracket_lists(text, path, keyword, tail, what)
     if len(lists) > 1:
-        raise InputError(path, f"{len(lists)} {what} lists: only one IndexedFaceSet per "
-                               f"file is supported")
+        raise InputError(path, f"{len(lists)} {what} lists in one IndexedFaceSet")
     return lists[0] if lists else None
 
 
@@ -130,22 +138,9 @@ def _polygons(body: str, path, what: str, n_targets: int) -> tuple[np.ndarray, n
     return corners, polygon_offsets(sizes)
 
 
-@wraps_input_errors
-def read_wrl(path: str | os.PathLike) -> WrlMesh:
-    """Read the ``IndexedFaceSet`` of a VRML 2.0 ``.wrl`` file (see module docstring).
-
-    Commas are optional separators, ``#`` starts a comment.  Raises InputError for a
-    missing ``#VRML V2.0`` header, missing point or coordIndex lists, malformed or
-    NaN numbers, polygons with fewer than 3 vertices, indices out of range, a
-    texCoordIndex whose polygons differ from coordIndex, colour counts differing from
-    the vertex count, and files with several meshes.
-    """
-    text = read_text(path)
-    first = text.lstrip().split("\n", 1)[0]
-    if not first.startswith("#VRML V2.0"):
-        raise InputError(path, f"not a VRML 2.0 file (header {first[:30]!r})")
-    text = _strip_comments(text)
-
+def _face_set(text: str, path) -> WrlMesh:
+    """The lists of one ``IndexedFaceSet`` (``text``: the node's part of the file,
+    comments blanked) as a WrlMesh without texture url; indices local to the node."""
     body = _one_list(text, path, "Coordinate", r"\s*\{\s*point\s*\[", "Coordinate point")
     if body is None:
         raise InputError(path, "no Coordinate { point [...] } list")
@@ -194,9 +189,66 @@ def read_wrl(path: str | os.PathLike) -> WrlMesh:
         require_finite(c, path, "colours")
         colors = np.clip(np.rint(c.reshape(-1, 3) * 255.0), 0, 255).astype(np.uint8)
 
-    m = _keyword_matches(text, "ImageTexture", r'\s*\{[^}]*?\burl\s*\[?\s*"([^"]*)"')
-    url = m[0].group(1).strip() if m else ""
-    return WrlMesh(vertices, polygons, offsets, uv, poly_uv, colors, url)
+    return WrlMesh(vertices, polygons, offsets, uv, poly_uv, colors)
+
+
+def _concatenate(meshes: list[WrlMesh], path) -> WrlMesh:
+    """One mesh of several IndexedFaceSets (PolyWorks writes one per "block"), vertex
+    and uv indices shifted by the counts of the blocks before; every block must have
+    texture coordinates, or none, and the same for colours."""
+    if len(meshes) == 1:
+        return meshes[0]
+    for what, get in (("texture coordinates", lambda m: m.uv), ("colours", lambda m: m.colors)):
+        has = [get(m) is not None for m in meshes]
+        if any(has) and not all(has):
+            raise InputError(path, f"{sum(has)} of {len(meshes)} IndexedFaceSets have "
+                                   f"{what}: mixed blocks are not supported")
+    n_v = np.cumsum([0] + [len(m.vertices) for m in meshes])
+    n_k = np.cumsum([0] + [len(m.polygons) for m in meshes])
+    polygons = np.concatenate([m.polygons + n for m, n in zip(meshes, n_v)])
+    offsets = np.concatenate([[0]] + [m.offsets[1:] + n for m, n in zip(meshes, n_k)])
+    uv = poly_uv = colors = None
+    if meshes[0].uv is not None:
+        n_t = np.cumsum([0] + [len(m.uv) for m in meshes])
+        uv = np.concatenate([m.uv for m in meshes])
+        poly_uv = np.concatenate([m.poly_uv + n for m, n in zip(meshes, n_t)])
+    if meshes[0].colors is not None:
+        colors = np.concatenate([m.colors for m in meshes])
+    return WrlMesh(np.concatenate([m.vertices for m in meshes]), polygons, offsets.astype(np.int64),
+                   uv, poly_uv, colors)
+
+
+@wraps_input_errors
+def read_wrl(path: str | os.PathLike) -> WrlMesh:
+    """Read the ``IndexedFaceSet`` nodes of a VRML 2.0 ``.wrl`` file (see module
+    docstring) as one mesh, nodes in file order.
+
+    Commas are optional separators, ``#`` starts a comment; other nodes (WorldInfo,
+    Viewpoint, Material, Normal...) are skipped.  Raises InputError for a missing
+    ``#VRML V2.0`` header, missing point or coordIndex lists, malformed or NaN
+    numbers, polygons with fewer than 3 vertices, indices out of range, a
+    texCoordIndex whose polygons differ from coordIndex, colour counts differing from
+    the vertex count, a node with two lists of one kind, nodes that mix textured and
+    untextured (or coloured and uncoloured) blocks, and textured nodes naming
+    different images.
+    """
+    text = read_text(path)
+    first = text.lstrip().split("\n", 1)[0]
+    if not first.startswith("#VRML V2.0"):
+        raise InputError(path, f"not a VRML 2.0 file (header {first[:30]!r})")
+    text = _strip_comments(text)
+    # one part of the text per IndexedFaceSet, from its keyword to the next one's; the
+    # keyword is looked for outside strings (a WorldInfo info "... IndexedFaceSet ...")
+    nodes = _STRING_OR_COMMENT.sub(lambda m: " " * len(m.group(0)), text)
+    starts = [m.end() for m in _keyword_matches(nodes, "IndexedFaceSet")] or [0]
+    ends = [s - len("IndexedFaceSet") for s in starts[1:]] + [len(text)]
+    mesh = _concatenate([_face_set(text[a:b], path) for a, b in zip(starts, ends)], path)
+    urls = sorted({m.group(1).strip() for m in _keyword_matches(
+        text, "ImageTexture", r'\s*\{[^}]*?\burl\s*\[?\s*"([^"]*)"')})
+    if len(urls) > 1 and mesh.uv is not None:
+        raise InputError(path, f"{len(urls)} texture images ({', '.join(map(repr, urls))}): "
+                               f"one texture per file is supported")
+    return dataclasses.replace(mesh, texture_url=urls[0] if urls else "")
 
 
 @wraps_input_errors
@@ -242,8 +294,8 @@ def parse_bu3dfe_name(path: str | os.PathLike) -> ItemIds:
     stem = Path(path).name.split(".")[0]
     m = _NAME.match(stem)
     if not m:
-        raise InputError(path, "file name does not follow the BU-3DFE pattern "
-                               "F0001_AN01WH_F3D")
+        raise NamePatternError(path, "file name does not follow the BU-3DFE pattern "
+                                   "F0001_AN01WH_F3D")
     subject, expr, intensity, _eth, _kind = m.groups()
     if expr not in _EXPRESSIONS:
         raise InputError(path, f"unknown BU-3DFE expression code {expr!r}")
@@ -259,36 +311,84 @@ def _bnd_beside(path: Path) -> Path | None:
     return next((path.with_name(n) for n in names if path.with_name(n).is_file()), None)
 
 
+def _texture_file(path: Path, url: str, warnings: list[str]) -> str:
+    """The texture image a ``.wrl`` uses: its ImageTexture ``url`` when that file is in
+    the scan's folder, else ``<stem>.bmp`` beside the scan (BU-3DFE's
+    ``F0001_AN01WH_F3D.wrl`` + ``F0001_AN01WH_F3D.bmp``) when it exists, else ``url``
+    (then :func:`preprocess.io._mesh.load_texture` notes it missing).  A url escaping
+    the folder is an InputError even when the .bmp exists."""
+    if url and resolve_asset(path, url).is_file():
+        return url
+    bmp = path.name[:-len(path.suffix)] + ".bmp"
+    if not path.with_name(bmp).is_file():
+        return url
+    if url:
+        warnings.append(f"texture {url!r} not found beside the scan: using {bmp!r}")
+    return bmp
+
+
+def _bnd_indices(landmarks: Landmarks, vertices: np.ndarray, bnd: Path, path: Path,
+                 warnings: list[str]) -> Landmarks:
+    """``.bnd`` landmarks with 0-based vertex indices into ``vertices`` (V, 3) mm.
+
+    The format is documented 0-based, but no real .bnd is public here to check it;
+    copies written by 1-based tools exist.  Both readings are tried: the one whose
+    vertices lie nearer the file's own coordinates wins (1-based only when it is
+    strictly nearer, with a warning).  Raises InputError when no reading is in range.
+    """
+    idx, n = landmarks.vertex_index, len(vertices)
+
+    def misfit(i: np.ndarray) -> float:
+        if i.min() < 0 or i.max() >= n:
+            return np.inf
+        return float(np.median(np.linalg.norm(vertices[i] - landmarks.points, axis=1)))
+
+    zero, one = misfit(idx), misfit(idx - 1)
+    if np.isinf(zero) and np.isinf(one):
+        raise InputError(bnd, f"vertex index {int(idx.max())} out of range for {path.name} "
+                              f"({n} vertices)")
+    if one < zero:
+        warnings.append(f"{bnd.name}: vertex indices read as 1-based (median distance to "
+                        f"the file's coordinates {one:.3g} mm, 0-based: {zero:.3g} mm)")
+        return dataclasses.replace(landmarks, vertex_index=idx - 1)
+    return landmarks
+
+
 @wraps_input_errors
 def read_wrl_scan(path: str | os.PathLike) -> Scan:
-    """A BU-3DFE scan: ``.wrl`` mesh, its texture and ``.bnd`` landmarks.
+    """A BU-3DFE scan (or any VRML 2.0 face scan): ``.wrl`` mesh, its texture and
+    ``.bnd`` landmarks.
 
     faces : (F, 3) fan triangles of the polygons; face_uv the same fan of
         texCoordIndex.  uv : (T, 2) v-up as in the file.  colors : per-vertex colours
         when the file has them.
-    texture : the ImageTexture url resolved in the scan's folder (BMP etc. via PIL;
-        a url escaping the folder is an InputError; a missing file -> None and a note
-        in ``extra["warnings"]``).
+    texture : when the file has texture coordinates, the image of
+        :func:`_texture_file` (ImageTexture url, else ``<stem>.bmp``) resolved in the
+        scan's folder (BMP etc. via PIL; a url escaping the folder is an InputError;
+        no image -> None and a note in ``extra["warnings"]``).
     landmarks : ``<stem>.bnd`` or, for ``*_F3D.wrl``, ``<stem without _F3D>.bnd``
-        beside it; a vertex index out of range is an InputError.
+        beside it, indices 0-based or 1-based (:func:`_bnd_indices`).
+    ids : from the BU-3DFE name; any other name (e.g. the PolyWorks export
+        ``001-001.wrl``) gives generic ids and a warning
+        (:func:`preprocess.io.generic_mesh.ids_or_generic`).
     """
     path = Path(path)
-    ids = parse_bu3dfe_name(path)
+    warnings: list[str] = []
+    ids = ids_or_generic(path, parse_bu3dfe_name, warnings)
     mesh = read_wrl(path)
     faces = fan_triangulate(mesh.polygons, mesh.offsets)
     face_uv = fan_triangulate(mesh.poly_uv, mesh.offsets) if mesh.poly_uv is not None else None
-    warnings: list[str] = []
-    texture = load_texture(path, mesh.texture_url, warnings) if mesh.uv is not None else None
+    texture, texture_name = None, mesh.texture_url
+    if mesh.uv is not None:
+        texture_name = _texture_file(path, mesh.texture_url, warnings)
+        texture = load_texture(path, texture_name, warnings)
     landmarks = None
     bnd = _bnd_beside(path)
     if bnd is not None:
-        landmarks = read_bnd(bnd)
-        if landmarks.vertex_index.max() >= len(mesh.vertices):
-            raise InputError(bnd, f"vertex index {int(landmarks.vertex_index.max())} out of "
-                                  f"range for {path.name} ({len(mesh.vertices)} vertices)")
+        landmarks = _bnd_indices(read_bnd(bnd), mesh.vertices, bnd, path, warnings)
     return Scan(vertices=mesh.vertices, faces=faces, ids=ids, colors=mesh.colors,
                 texture=texture, uv=mesh.uv, face_uv=face_uv, landmarks=landmarks,
-                texture_name=mesh.texture_url, extra={"warnings": warnings})
+                texture_name=texture_name, extra={"warnings": warnings})
 
 
 def _polys_text(polys: Sequence[Sequence[int]], n: int, what: str) -> str:

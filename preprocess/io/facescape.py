@@ -292,6 +292,33 @@ def parse_facescape_name(path: str | os.PathLike) -> ItemIds:
                    os.fspath(path))
 
 
+def obj_texture(path: str | os.PathLike, mesh: ObjMesh,
+                warnings: list[str]) -> tuple[np.ndarray | None, str]:
+    """The diffuse texture of an OBJ: its first ``mtllib`` -> first ``map_Kd``, both
+    resolved in the OBJ's folder (:func:`preprocess.io._mesh.resolve_asset`).
+
+    Returns ``(texture (H, W, 3) uint8 RGB or None, texture file name or '')``.  No
+    mtllib, a missing material file, no map_Kd or a missing image -> None and a note
+    appended to ``warnings``; so is a texture the faces cannot use (no ``vt``
+    corners), which is then not loaded at all.  A name escaping the folder or an
+    unreadable image is an InputError.
+    """
+    if not mesh.mtllib:
+        warnings.append("no mtllib: texture=None")
+        return None, ""
+    mtl = resolve_asset(path, mesh.mtllib[0])
+    if not mtl.is_file():
+        warnings.append(f"material file {mesh.mtllib[0]!r} not found: texture=None")
+        return None, ""
+    texture_name = read_mtl(mtl)
+    if texture_name and mesh.face_uv is None:
+        resolve_asset(path, texture_name)  # the folder rule holds even for an unused name
+        warnings.append(f"texture {texture_name!r} named but the faces have no texture "
+                        f"coordinates (vt): texture=None")
+        return None, texture_name
+    return load_texture(path, texture_name, warnings), texture_name
+
+
 @wraps_input_errors
 def read_facescape_scan(path: str | os.PathLike) -> Scan:
     """A FaceScape TU model: OBJ geometry (vertex order kept), texture via its
@@ -302,16 +329,7 @@ def read_facescape_scan(path: str | os.PathLike) -> Scan:
     ids = parse_facescape_name(path)
     mesh = read_obj(path)
     warnings: list[str] = []
-    texture, texture_name = None, ""
-    if mesh.mtllib:
-        mtl = resolve_asset(path, mesh.mtllib[0])
-        if mtl.is_file():
-            texture_name = read_mtl(mtl)
-            texture = load_texture(path, texture_name, warnings)
-        else:
-            warnings.append(f"material file {mesh.mtllib[0]!r} not found: texture=None")
-    else:
-        warnings.append("no mtllib: texture=None")
+    texture, texture_name = obj_texture(path, mesh, warnings)
     lm_file = find_landmark_file(path)
     landmarks = read_landmark_indices(lm_file, mesh.vertices) if lm_file else None
     if lm_file is None:

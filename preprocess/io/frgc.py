@@ -35,12 +35,14 @@ from preprocess.io._grid import grid_mesh
 from preprocess.io._mesh import load_image
 from preprocess.io._text import (
     MAX_FILE_BYTES,
+    NamePatternError,
     is_gzip_path,
     parse_numbers,
     read_errors,
     require_finite,
     wraps_input_errors,
 )
+from preprocess.io.generic_mesh import ids_or_generic
 from preprocess.scan import ItemIds, Scan
 
 INVALID = -999999.0
@@ -162,7 +164,7 @@ def parse_frgc_name(path: str | os.PathLike) -> ItemIds:
     stem = _abs_stem(Path(path))
     m = _NAME.match(stem)
     if not m:
-        raise InputError(path, "file name does not follow the FRGC pattern <subject>d<n>")
+        raise NamePatternError(path, "file name does not follow the FRGC pattern <subject>d<n>")
     return ItemIds("frgc", m.group(1), m.group(2), "", label_map("frgc").label_of(""),
                    os.fspath(path))
 
@@ -173,14 +175,17 @@ def read_abs_scan(path: str | os.PathLike) -> Scan:
     ``grid_shape``, ``grid_index``, triangles of :func:`preprocess.io._grid.grid_faces`)
     and per-vertex colours from ``<stem>.ppm`` (or ``.ppm.gz``) beside it when present.
     A colour image whose size differs from the grid is ignored with a note in
-    ``extra["warnings"]``.  Raises InputError for bad names/files or no valid point."""
+    ``extra["warnings"]``.  A name not following the FRGC pattern gives generic ids
+    and a warning (:func:`preprocess.io.generic_mesh.ids_or_generic`); the ``.ppm`` is
+    still looked up by the same stem.  Raises InputError for bad files or no valid
+    point."""
     path = Path(path)
-    ids = parse_frgc_name(path)
+    warnings: list[str] = []
+    ids = ids_or_generic(path, parse_frgc_name, warnings)
     grid = read_abs(path)
     vertices, faces, grid_index = grid_mesh(grid.xyz, grid.valid)
     if len(vertices) == 0:
         raise InputError(path, "no valid point (every flag is 0)")
-    warnings: list[str] = []
     colors = None
     stem = _abs_stem(path)
     ppm = next((path.with_name(stem + s) for s in (".ppm", ".ppm.gz")

@@ -6,19 +6,33 @@ splits a multi-material OBJ into a Scene whose parts each carry the whole vertex
 and without ``maintain_order`` it splits vertices at texture seams; both break vertex
 order.  For PLY trimesh is given an open file and no resolver, so nothing the file
 names (textures) is ever opened, and ``process=False`` (no merging/cleaning).
-Generic scans carry geometry and per-vertex colours only (no texture).
+
+Colour: PLY per-vertex colours; OBJ ``v x y z r g b`` colours and the texture of its
+``mtllib`` -> ``map_Kd`` with the ``vt`` / ``f v/vt`` corners
+(:func:`preprocess.io.facescape.obj_texture`, resolved in the scan's folder only).
+
+Conventions: none can be known for a scan of no dataset; vertices are taken as mm
+and as they are in the file (no axis is flipped).  Registration finds the pose.
+Not checked on a real generic .ply/.obj (none is public in LIZHANGYAN/fileread).
+
+Files of a dataset's format whose names do not follow that dataset's pattern (a
+``.bnt`` not named ``bs<subject>_...``, a ``.wrl`` not named ``F0001_AN01WH_F3D``, an
+``.abs`` not named ``<subject>d<n>``) are read by their format's reader with the
+generic ids of :func:`parse_generic_name` and a warning (:func:`ids_or_generic`).
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from data_schema.errors import InputError
 from data_schema.labels import label_map
-from preprocess.io._text import MAX_FILE_BYTES, require_finite, wraps_input_errors
-from preprocess.io.facescape import read_obj
+from preprocess.io._text import (MAX_FILE_BYTES, NamePatternError, is_gzip_path,
+                                 require_finite, wraps_input_errors)
+from preprocess.io.facescape import obj_texture, read_obj
 from preprocess.scan import ItemIds, Scan
 
 _TYPES = {".ply": "ply", ".obj": "obj"}
@@ -26,10 +40,27 @@ _TYPES = {".ply": "ply", ".obj": "obj"}
 
 def parse_generic_name(path: str | os.PathLike) -> ItemIds:
     """Ids of a generic scan: dataset "generic", subject = parent folder name,
-    session = file stem, no expression (label -1)."""
+    session = file stem (without ``.gz`` and the suffix before it: ``a.abs.gz`` ->
+    "a"), no expression (label -1)."""
     p = Path(path)
-    return ItemIds("generic", p.parent.name, p.stem, "", label_map("generic").label_of(""),
+    stem = Path(p.name[:-3]).stem if is_gzip_path(p) else p.stem
+    return ItemIds("generic", p.parent.name, stem, "", label_map("generic").label_of(""),
                    os.fspath(path))
+
+
+def ids_or_generic(path: str | os.PathLike, parse: Callable[[str | os.PathLike], ItemIds],
+                   warnings: list[str]) -> ItemIds:
+    """Ids of ``path`` by its dataset's name parser ``parse``; a name that does not
+    follow the dataset's pattern (``NamePatternError``) gives :func:`parse_generic_name`
+    ids instead and appends the reason to ``warnings``.  A name that follows the
+    pattern with a wrong code stays an InputError (see ``NamePatternError``)."""
+    try:
+        return parse(path)
+    except NamePatternError as e:
+        ids = parse_generic_name(path)
+        warnings.append(f"{e.reason}: read as a generic scan (dataset 'generic', subject "
+                        f"{ids.subject!r}, session {ids.session!r}, no label)")
+        return ids
 
 
 # Smallest bytes one element can take: ASCII "0 0 0\n" / "3 0 1 2\n"; binary 3 floats /
@@ -67,7 +98,10 @@ def read_mesh_scan(path: str | os.PathLike) -> Scan:
 
     vertices : (V, 3) float64 (units as in the file, assumed mm); faces : (F, 3)
     int64 (polygons triangulated); colors : (V, 3) uint8 when the file has per-vertex
-    colours.  Raises InputError for unknown suffixes, missing, empty or unparsable
+    colours.  OBJ only: uv (T, 2) v-up and face_uv (F, 3) from ``vt`` / ``f v/vt``,
+    texture (H, W, 3) uint8 from ``mtllib`` -> ``map_Kd`` (a missing file -> None and
+    a note in ``extra["warnings"]``; a name escaping the folder is an InputError).
+    Raises InputError for unknown suffixes, missing, empty or unparsable
     files (trimesh errors wrapped), no vertices, no faces, NaN/inf coordinates, face
     indices out of range.
     """
@@ -86,8 +120,11 @@ def read_mesh_scan(path: str | os.PathLike) -> Scan:
     ids = parse_generic_name(path)
     if file_type == "obj":
         obj = read_obj(path)
+        warnings: list[str] = []
+        texture, texture_name = obj_texture(path, obj, warnings)
         return Scan(vertices=obj.vertices, faces=obj.faces, ids=ids, colors=obj.colors,
-                    extra={"warnings": []})
+                    texture=texture, uv=obj.uv, face_uv=obj.face_uv,
+                    texture_name=texture_name, extra={"warnings": warnings})
     counts, ascii_format = _ply_header(path, size)
     import trimesh  # here, so that listing a folder never imports it
 

@@ -43,10 +43,11 @@ class Pose:
         R p_scan + t``.
     method : the method that succeeded, one of :data:`METHODS`.
     landmarks : (L, 3) float64 mm, scan frame: the landmarks the fit used (the file's,
-        or the lifted inner 51); (0, 3) for ``geometric``.
+        or the lifted inner 51); for ``geometric`` the template's inner 51 placed on the
+        posed scan (:func:`template_landmarks_on_scan`: approximate, for the masks).
     landmark_names : L names (file vocabulary or ``"ibug_<k>"``).
     provenance : where the landmarks came from (``"file:lm3"``, ``"lifted:dlib"``,
-        ``"shaded:lifted:dlib"``, ``"icp:template_surface"``).
+        ``"shaded:lifted:dlib"``, ``"template:icp ..."``).
     tried : ``"<method>: <why it failed>"`` for each method tried before this one.
     """
 
@@ -94,6 +95,29 @@ def detected_landmarks(vertices, faces, colour=None, *, size: int = 448, inner_o
     return " / ".join(dict.fromkeys(reasons))
 
 
+def template_landmarks_on_scan(vertices: np.ndarray, faces: np.ndarray, registration: Registration,
+                               template) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The template's inner iBUG landmarks (17..67) placed on a scan posed without
+    landmarks: each goes to the posed mesh's nearest used vertex, then back to the scan
+    frame.  Approximate (the template is not the subject: a few mm), but it gives the
+    crop its nose hint and the masks their points.
+
+    vertices : (V, 3) float64 mm, scan frame; faces : (F, 3) int; registration :
+    ``p_canonical = R p_scan + t``; template : landmark Template (canonical frame).
+    Returns ((L, 3) float64 mm scan frame, L ``"ibug_<k>"`` names).
+    """
+    from scipy.spatial import cKDTree
+
+    from preprocess.landmark_names import ibug_index
+
+    used = np.unique(faces) if len(faces) else np.arange(len(vertices))
+    posed = registration.apply(vertices[used])
+    keep = [i for i, n in enumerate(template.names)
+            if (k := ibug_index(str(n))) is not None and k >= _INNER_FROM]
+    nearest = cKDTree(posed).query(np.asarray(template.points, np.float64)[keep])[1]
+    return vertices[used[nearest]].astype(np.float64), tuple(str(template.names[i]) for i in keep)
+
+
 def pose_scan(vertices: np.ndarray, faces: np.ndarray, *, template, surface=None,
               file_landmarks: tuple[np.ndarray, tuple[str, ...], str] | None = None,
               colour: dict | None = None, methods: tuple[str, ...] = METHODS,
@@ -130,8 +154,11 @@ def pose_scan(vertices: np.ndarray, faces: np.ndarray, *, template, surface=None
                 from preprocess.pose.geometric import geometric_registration
                 from preprocess.pose.template_surface import load_template_surface
 
-                reg = geometric_registration(v, f, surface or load_template_surface(), item=item)
-                return Pose(reg, method, np.zeros((0, 3)), (), "icp:template_surface", tuple(tried))
+                geo = geometric_registration(v, f, surface or load_template_surface(), item=item)
+                points, names = template_landmarks_on_scan(v, f, geo.registration, template)
+                prov = (f"template:icp (template landmarks on the surface posed by ICP, start "
+                        f"{geo.start}, distance {geo.distance:.2f} mm, coverage {geo.coverage:.2f})")
+                return Pose(geo.registration, method, points, names, prov, tuple(tried))
             if method == "file":
                 if file_landmarks is None or len(file_landmarks[0]) == 0:
                     tried.append("file: no landmark file beside the scan")

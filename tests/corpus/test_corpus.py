@@ -176,7 +176,8 @@ def test_readable_3d_cases_through_the_whole_chain(corpus, tmp_path):
     raw, cases = corpus
     chain = [c for c in cases.values() if c.kind == "file" and c.target in CHAIN_3D]
     good = sorted((raw / "bu3dfe").rglob("F0001_*.wrl"))[:2]
-    params = dataclasses.replace(Params(), run=ChainParams(workers=1, max_failed_fraction=1.0))
+    from tests.conftest import SAMPLE_PARAMS
+    params = dataclasses.replace(SAMPLE_PARAMS, run=ChainParams(workers=1, max_failed_fraction=1.0))
     # (masks is not part of `fermaps maps`: a case failing there passes the chain)
     key = {c.name: str(Path(c.input).resolve()) for c in chain}
     fail_here = {key[c.name]: c for c in chain

@@ -8,6 +8,7 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.stages.check import COLUMNS, CheckRow, markdown_table
+from tests.conftest import SAMPLE_TEMPLATE
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +23,9 @@ def checked(small_sample, tmp_path_factory):
 
 def test_check_reports_every_scan_and_goes_on_after_a_failure(checked, capsys):
     scans, broken, out = checked
-    rc = main(["check", str(broken), *map(str, scans), "--out", str(out / "run")])
+    # the sample's own template: its synthetic anatomy misses the shipped real one
+    rc = main(["check", str(broken), *map(str, scans), "--out", str(out / "run"),
+               "--template", SAMPLE_TEMPLATE])
     printed = capsys.readouterr().out
     assert rc == 1  # one scan gave no maps
     rows = json.loads((out / "run" / "check.json").read_text())
@@ -35,7 +38,7 @@ def test_check_reports_every_scan_and_goes_on_after_a_failure(checked, capsys):
     for r in rows[1:]:
         assert r["status"] == "ok" and r["error"] == ""
         assert r["method"]
-        assert 0 <= r["rmse_mm"] < 10.0  # the default max_rmse_mm
+        assert 0 <= r["rmse_mm"] <= 6.0  # the default max_rmse_mm
         # the sample's faces are frontal after registration, nose at the centre
         # (the acceptance bounds for real scans)
         assert 0 <= r["asymmetry_mm"] <= 4.0

@@ -2,12 +2,13 @@
 import dataclasses
 import shutil
 
-from data_schema.params import ChainParams, IngestParams, Params
+from data_schema.params import ChainParams, IngestParams
 from data_schema.store import Store
+from tests.conftest import SAMPLE_PARAMS
 from pipeline.stages.ingest import run_ingest
 from pipeline.stages.scan_chain import run_chain_stage
 
-PARAMS = dataclasses.replace(Params(), run=ChainParams(workers=1))
+PARAMS = dataclasses.replace(SAMPLE_PARAMS, run=ChainParams(workers=1))
 
 
 def snapshot(root):

@@ -13,7 +13,8 @@ import dataclasses
 
 import pytest
 
-from data_schema.params import ChainParams, IngestParams, Params
+from data_schema.params import ChainParams, IngestParams
+from tests.conftest import SAMPLE_PARAMS
 from pipeline.runner import Failure, dask_client, run_sharded
 from pipeline.stages.ingest import run_ingest
 from pipeline.stages.scan_chain import run_chain_stage
@@ -92,7 +93,7 @@ def test_3d_chain_bytes_inline_and_on_a_separate_scheduler(small_sample, tmp_pat
     for name, run in (("inline", ChainParams(inline_items=INLINE)), ("scheduler", ChainParams(scheduler=cluster))):
         st = tmp_path / name
         run_ingest(small_sample, st / "raw_mesh", st / "raw_frames", IngestParams(workers=1, inline_items=INLINE))
-        params = dataclasses.replace(Params(), run=run)
+        params = dataclasses.replace(SAMPLE_PARAMS, run=run)
         for stage, src, dst in stages:
             res = run_chain_stage(stage, params, st / src, st / dst)
             assert res.computed == res.n_items > 0

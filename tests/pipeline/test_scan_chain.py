@@ -76,7 +76,8 @@ def test_maps_are_finite_in_range_and_face_the_camera(stores):
 
 def test_fermaps_maps_equals_the_stage_by_stage_path(stores, small_sample, tmp_path):
     scans = sorted((small_sample / "bosphorus").rglob("*.bnt"))[:2]
-    assert main(["maps", *map(str, scans), "--out", str(tmp_path / "out"), "--workers", "1"]) == 0
+    assert main(["maps", *map(str, scans), "--out", str(tmp_path / "out"), "--workers", "1",
+                 "--template", PARAMS.register.template]) == 0
     for name in ("maps", "maps_clean"):
         mine = Store(tmp_path / "out" / name, name)
         ref = Store(stores / name, name)

@@ -34,6 +34,7 @@ def record(key, dataset, expression, label, points, names):
         "landmarks2d": np.zeros((0, 2)), "landmark2d_names": np.asarray([], dtype=object),
         "grid_index": np.zeros(0, np.int64), "grid_shape": np.zeros(2, np.int64),
         "landmark_provenance": np.asarray("file:test", dtype=object),
+        "warnings": np.asarray([], dtype=object),
     }
     return ItemRecord(meta, arrays)
 

@@ -497,3 +497,38 @@ def test_shape_index_planar_tolerance_and_nan():
         shape_index([0.1, np.nan], [0.0, 0.0])
     with pytest.raises(InputError, match="shape"):
         shape_index([0.1, 0.2], [0.0])
+
+
+def test_default_render_radius_meets_the_analytic_bound():
+    """The render stage's default neighbourhood (RenderParams, a sampled ball) keeps
+    the shape-index RMSE <= 0.01 on every analytic surface; vertices whose ball
+    crosses the open border (within the radius of it) are left out."""
+    from data_schema.params import RenderParams
+    p = RenderParams()
+    radius = p.curvature_radius_mm or None
+    for kind in SURFACES + ["torus"]:
+        s = torus() if kind == "torus" else height_field(kind)
+        c = principal_curvatures(s.V, s.F, rings=p.curvature_rings, radius_mm=radius)
+        if kind == "torus":
+            m = s.interior
+        else:
+            half = np.abs(s.V[:, :2]).max()
+            m = np.all(np.abs(s.V[:, :2]) < half - (radius or 3.0), axis=1)
+        err = rmse(shape_index(c.k1, c.k2)[m], s.si[m])
+        assert err <= 0.01, (kind, err)
+        assert c.ok[m].all()
+
+
+def test_sampled_ball_holds_each_vertex_and_only_vertices_within_reach():
+    from preprocess.curvature import _radius_csr
+    s = height_field("sphere")
+    indptr, indices = _radius_csr(s.V, 6.0, s.F)
+    V = len(s.V)
+    assert len(indptr) == V + 1
+    rows = np.repeat(np.arange(V), np.diff(indptr))
+    assert np.array_equal(np.unique(rows[indices == rows]), np.arange(V))   # itself
+    d = np.linalg.norm(s.V[indices] - s.V[rows], axis=1)
+    # Balls are centred on a group's mean, within radius/4 * sqrt(3) of each member.
+    assert d.max() <= 6.0 * (1 + np.sqrt(3) / 4) + 1e-9
+    n = np.diff(indptr) - 1
+    assert n[s.interior].min() >= 8          # enough equations everywhere inside

@@ -224,3 +224,31 @@ def test_write_obj_round_trip(tmp_path):
     assert m.mtllib == ("5_jaw_left.mtl",)
     FS.write_mtl(tmp_path / "5_jaw_left.mtl", "5_jaw_left.jpg")
     assert FS.read_mtl(tmp_path / "5_jaw_left.mtl") == "5_jaw_left.jpg"
+
+
+def test_obj_texture_helper(tmp_path):
+    obj, _ = full_model(tmp_path)
+    warnings = ["earlier"]
+    texture, name = FS.obj_texture(obj, FS.read_obj(obj), warnings)
+    assert texture.shape == (4, 6, 3) and name == "1_neutral.jpg" and warnings == ["earlier"]
+    # a mesh without vt corners: the image is named but not loaded
+    (obj.parent / "1_neutral.jpg").write_bytes(b"not an image")
+    (obj.parent / "flat.obj").write_text("mtllib 1_neutral.mtl\nv 0 0 0\nv 1 0 0\nv 0 1 0\n"
+                                         "f 1 2 3\n")
+    warnings = []
+    texture, name = FS.obj_texture(obj.parent / "flat.obj",
+                                   FS.read_obj(obj.parent / "flat.obj"), warnings)
+    assert texture is None and name == "1_neutral.jpg"
+    assert warnings == ["texture '1_neutral.jpg' named but the faces have no texture "
+                        "coordinates (vt): texture=None"]
+    with pytest.raises(InputError, match="unreadable image"):
+        FS.obj_texture(obj, FS.read_obj(obj), [])
+
+
+def test_facescape_scan_texture_named_without_vt(tmp_path):
+    obj, _ = full_model(tmp_path)
+    obj.write_text("mtllib 1_neutral.mtl\nv 0 0 0\nv 1 0 0\nv 0 1 0\nv 1 1 0\nf 1 2 3\n")
+    s = FS.read_facescape_scan(obj)
+    assert s.texture is None and s.texture_name == "1_neutral.jpg" and s.landmarks is not None
+    assert s.extra["warnings"] == ["texture '1_neutral.jpg' named but the faces have no "
+                                   "texture coordinates (vt): texture=None"]

@@ -7,6 +7,7 @@ import pytest
 
 from data_schema.errors import InputError
 from preprocess.io import frgc as FR
+from preprocess.io._text import NamePatternError
 from preprocess.io.registry import read_scan
 
 # 2 rows x 3 columns, row-major, rows top-down; the point (1, 0) is missing
@@ -124,11 +125,47 @@ def test_write_abs_round_trip(tmp_path, gz):
     assert p2.read_bytes() == p.read_bytes()  # byte-stable gzip (no time stamp)
 
 
-def test_name_must_follow_frgc_pattern(tmp_path):
+def test_parse_frgc_name():
+    ids = FR.parse_frgc_name("x/04200d74.abs.gz")
+    assert (ids.dataset, ids.subject, ids.session, ids.label) == ("frgc", "04200", "d74", -1)
+    for name in ("face.abs", "04200.abs", "d74.abs", "04200d74x.abs"):
+        with pytest.raises(NamePatternError, match="FRGC pattern"):
+            FR.parse_frgc_name(name)
+
+
+@pytest.mark.parametrize("name, ppm, session", [
+    ("face.abs", "face.ppm", "face"),
+    ("face.abs.gz", "face.ppm.gz", "face"),
+    ("scan.v2.abs", "scan.v2.ppm", "scan.v2"),
+])
+def test_name_outside_the_pattern_is_read_as_generic_with_its_ppm(tmp_path, name, ppm, session):
+    d = tmp_path / "person1"
+    d.mkdir()
+    p = d / name
+    p.write_bytes(gzip.compress(ABS.encode()) if name.endswith(".gz") else ABS.encode())
+    pixels = bytes(range(18))
+    data = b"P6\n3 2\n255\n" + pixels
+    (d / ppm).write_bytes(gzip.compress(data) if ppm.endswith(".gz") else data)
+    s = read_scan(p)  # through the registry
+    assert (s.ids.dataset, s.ids.subject, s.ids.session, s.ids.label) == \
+        ("generic", "person1", session, -1)
+    np.testing.assert_array_equal(s.colors, np.frombuffer(pixels, np.uint8).reshape(6, 3)[
+        [0, 1, 2, 4, 5]])
+    assert s.texture_name == ppm and s.grid_shape == (2, 3)
+    assert len(s.extra["warnings"]) == 1
+    assert "FRGC pattern" in s.extra["warnings"][0] and "generic" in s.extra["warnings"][0]
+
+
+def test_generic_abs_without_ppm_has_two_warnings(tmp_path):
     p = tmp_path / "face.abs"
     p.write_text(ABS)
-    with pytest.raises(InputError, match="FRGC pattern"):
-        FR.read_abs_scan(p)
+    (tmp_path / "04200d74.ppm").write_bytes(b"P6\n3 2\n255\n" + bytes(18))  # not its stem
+    s = FR.read_abs_scan(p)
+    assert s.ids.dataset == "generic" and s.colors is None
+    assert "FRGC pattern" in s.extra["warnings"][0] and ".ppm" in s.extra["warnings"][1]
+
+
+def test_no_valid_point(tmp_path):
     p = tmp_path / "04200d74.abs"
     p.write_text(ABS.replace("1 1 1 0 1 1", "0 0 0 0 0 0"))
     with pytest.raises(InputError, match="no valid point"):
