@@ -333,16 +333,18 @@ def _ring_csr(faces: np.ndarray, V: int, rings: int) -> tuple[np.ndarray, np.nda
 # Radius neighbourhoods: the ball is sampled, not taken whole.  A 0.8 mm scan holds
 # ~300 vertices within 8 mm; fitting them all costs ~15x the 2-ring.  The fit's noise
 # falls with the radius squared but only with the square root of the count, so the
-# neighbours are one vertex per cube of side radius / _BALL_CELLS_PER_RADIUS (~16 in a
-# ball on a surface), measured as smooth as the whole ball on real scans (shape-index
-# roughness 0.072 vs 0.067 at 8 mm, bench_curvature docstring).
-_BALL_CELLS_PER_RADIUS = 2.0
-# Vertices share one ball per cube of half the sample's side (radius / 4), centred on
-# the members' mean (typically ~0.1 radius, at most 0.22, from a member): one k-d
+# neighbours are one vertex per cube of side radius / _BALL_CELLS_PER_RADIUS (~10-13 in
+# a ball on a surface, whatever the radius: the cost stays that of the 2-ring).
+# Measured on the real scans of RenderParams: 2 cubes per radius is a little smoother
+# (roughness 0.077 against 0.081 on the roughest at 10 mm) but 20% slower, 1.5 rougher
+# (0.086).
+_BALL_CELLS_PER_RADIUS = 1.75
+# Vertices share one ball per cube of half the sample's side, centred on
+# the members' mean (at most the cube's diagonal, sqrt(3) / 3.5 radius, from a member): one k-d
 # tree query per group instead of per vertex, ~10x fewer pairs for the tree, which
 # costs more per pair than the fit does.
-# A vertex whose sampled ball holds fewer others than this (a mesh coarser than the
-# radius, a border) also takes its 2-ring, so coarse meshes keep the ring fit.
+# A group whose sampled ball holds fewer samples than this (a mesh coarser than the
+# radius, a border) takes this many nearest samples instead.
 _BALL_MIN_NEIGHBOURS = 8
 
 
@@ -356,63 +358,65 @@ def _cell_keys(q: np.ndarray) -> np.ndarray:
     return (q[:, 0] * span[1] + q[:, 1]) * span[2] + q[:, 2]
 
 
-def _radius_csr(v: np.ndarray, radius: float, faces: np.ndarray | None = None
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """(indptr, indices) of each vertex's sampled ball of ``radius`` mm, itself first.
+def _radius_csr(v: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(indptr, indices, perm): each vertex's sampled ball of ``radius`` mm, itself
+    first, with the rows in the order ``perm`` (row r is vertex ``perm[r]``; indices
+    are row numbers too).  The rows go by ball size, so that the fit's padded batches
+    (``_moments_batch``) hold balls of one size: a third of the fit's time at 10 mm.
 
-    The ball's members are the sample vertices (the first vertex of each cube of side
-    ``radius / _BALL_CELLS_PER_RADIUS``) within ``radius`` of the mean of the vertex's
+    The ball's members are the sample vertices (one per cube of side
+    ``radius / _BALL_CELLS_PER_RADIUS``: the first vertex of its first half-side cube)
+    within ``radius`` of the mean of the vertex's
     group (the vertices of its cube of side ``radius / (2 _BALL_CELLS_PER_RADIUS)``,
     half the sample's, so both grids come from one set of cell coordinates).
-    Vertices left with fewer than ``_BALL_MIN_NEIGHBOURS`` others also get their
-    2-ring through ``faces``.
+    A vertex left with fewer than ``_BALL_MIN_NEIGHBOURS`` others (a border, a mesh
+    coarser than the cubes) takes its ``_BALL_MIN_NEIGHBOURS`` nearest sample vertices
+    instead.
     """
     V = len(v)
-    q = np.floor((v - v.min(axis=0)) * (2.0 * _BALL_CELLS_PER_RADIUS / radius)).astype(np.int64)
-    _, group = np.unique(_cell_keys(q), return_inverse=True)
-    _, sample = np.unique(_cell_keys(q >> 1), return_index=True)
+    q = ((v - v.min(axis=0)) * (2.0 * _BALL_CELLS_PER_RADIUS / radius)).astype(np.int64)
+    _, first, group = np.unique(_cell_keys(q), return_index=True, return_inverse=True)
     group = group.ravel()
-    G = int(group.max()) + 1
+    G = len(first)
+    # the sample cubes (twice the side) from the groups' cells: a unique over G, not V
+    _, sample_group = np.unique(_cell_keys(q[first] >> 1), return_index=True)
+    sample = first[sample_group]
     size = np.bincount(group, minlength=G)
     centre = np.stack([np.bincount(group, weights=v[:, k], minlength=G) for k in range(3)],
                       axis=1) / size[:, None]
-    pairs = cKDTree(centre).sparse_distance_matrix(cKDTree(v[sample]), radius,
-                                                   output_type="ndarray")
-    gi = pairs["i"]
+    samples = cKDTree(v[sample])
+    pairs = cKDTree(centre).sparse_distance_matrix(samples, radius, output_type="ndarray")
+    gi, members = pairs["i"], sample[pairs["j"]]
+    few = np.bincount(gi, minlength=G) < _BALL_MIN_NEIGHBOURS
+    if few.any():   # too few in reach (a border, a coarse mesh): the nearest samples
+        k = min(_BALL_MIN_NEIGHBOURS, len(sample))
+        nn = samples.query(centre[few], k=k)[1].reshape(-1, k)
+        drop = few[gi]
+        gi = np.concatenate([gi[~drop], np.repeat(np.flatnonzero(few), k)])
+        members = np.concatenate([members[~drop], sample[nn].ravel()])
     gcount = np.bincount(gi, minlength=G)
-    # The groups' member lists as a padded (G, K) table, filled in pair order: a
-    # stable sort of 16-bit keys is numpy's radix sort (O(n), ~5x faster than int64).
-    order = np.argsort(gi.astype(np.uint16) if G <= 1 << 16 else gi, kind="stable")
-    K = int(gcount.max()) + 1
-    table = np.empty((G, K), dtype=np.int64)
-    table[np.arange(K) < gcount[:, None]] = sample[pairs["j"][order]]
-    # Row of vertex i: i itself, then its group's members (i among them if it is a
-    # sample vertex: a second zero row in every moment, harmless).
-    rows = np.empty((V, K + 1), dtype=np.int64)
-    rows[:, 0] = np.arange(V)
-    rows[:, 1:] = table[group]
+    # The groups' member lists, grouped: a stable sort of 16-bit keys is numpy's radix
+    # sort (O(n), ~5x faster than int64).
+    members = members[np.argsort(gi.astype(np.uint16) if G <= 1 << 16 else gi, kind="stable")]
+    gptr = np.zeros(G + 1, dtype=np.int64)
+    np.cumsum(gcount, out=gptr[1:])
     count = gcount[group] + 1
-    indices = rows[np.arange(K + 1) < count[:, None]]
+    perm = np.argsort(count, kind="stable")
+    row_of = np.empty(V, dtype=np.int64)
+    row_of[perm] = np.arange(V)
+    count = count[perm]
     indptr = np.zeros(V + 1, dtype=np.int64)
     np.cumsum(count, out=indptr[1:])
-    few = np.flatnonzero(count - 1 < _BALL_MIN_NEIGHBOURS)
-    if len(few) and faces is not None and len(faces):
-        indptr, indices = _with_rings(indptr, indices, few, faces, V)
-    return indptr, indices
-
-
-def _with_rings(indptr, indices, rows, faces, V):
-    """The CSR pattern (indptr, indices) with the 2-ring of ``rows`` merged in."""
-    a, b = faces.ravel(), faces[:, [1, 2, 0]].ravel()
-    A = sp.csr_array((np.ones(len(a), np.int32), (a, b)), shape=(V, V))
-    A = A + A.T
-    sel = sp.csr_array((np.ones(len(rows), np.int32), (rows, rows)), shape=(V, V))
-    ring = sel @ A
-    ring = ring + ring @ A + sel
-    ball = sp.csr_array((np.ones(len(indices), np.int32), indices, indptr), shape=(V, V))
-    both = (ball + ring).tocsr()
-    # Keep the vertex itself in every row exactly once: _moments_batch counts it out.
-    return both.indptr, both.indices
+    # Row r (vertex perm[r]): itself, then its group's members (itself among them if
+    # it is a sample vertex: a second zero row in every moment, harmless).
+    indices = np.empty(int(indptr[-1]), dtype=np.int64)
+    indices[indptr[:-1]] = np.arange(V)
+    g = group[perm]
+    rest = np.ones(len(indices), dtype=bool)
+    rest[indptr[:-1]] = False
+    src = np.repeat(gptr[g] - indptr[:-1] - 1, count - 1) + np.flatnonzero(rest)
+    indices[rest] = row_of[members[src]]
+    return indptr, indices, perm
 
 
 # ------------------------------------------------------- the cubic fit, symbolically
@@ -832,11 +836,11 @@ def principal_curvatures(vertices, faces, normals=None, *, rings: int = 2,
     if radius_mm is not None:
         if not (np.isfinite(radius_mm) and radius_mm > 0):
             raise InputError(where, f"radius_mm must be a positive number, got {radius_mm!r}")
-        hood = lambda: _radius_csr(v, float(radius_mm), f)  # noqa: E731
+        hood = lambda: _radius_csr(v, float(radius_mm))  # noqa: E731
     else:
         if int(rings) != rings or rings < 1:
             raise InputError(where, f"rings must be a positive integer, got {rings!r}")
-        hood = lambda: _ring_csr(f, V, int(rings))  # noqa: E731
+        hood = lambda: (*_ring_csr(f, V, int(rings)), None)  # noqa: E731
     if not (-1.0 <= min_normal_cos < 1.0):
         raise InputError(where, f"min_normal_cos must be in [-1, 1), got {min_normal_cos!r}")
     nthreads = (os.cpu_count() or 1) if threads == 0 else max(1, int(threads))
@@ -845,13 +849,19 @@ def principal_curvatures(vertices, faces, normals=None, *, rings: int = 2,
         # Normals and neighbourhoods are independent and both release the GIL.
         with ThreadPoolExecutor(2) as ex:
             fut = ex.submit(_vertex_normals, v, f)
-            indptr, indices = hood()
+            indptr, indices, perm = hood()
             nrm = fut.result()
     else:
         if normals is None:
             nrm = _vertex_normals(v, f)
-        indptr, indices = hood()
-    k1, k2, ok, d1, d2 = _fit_all(v, nrm, indptr, indices, min_normal_cos, nthreads)
+        indptr, indices, perm = hood()
+    if perm is None:
+        k1, k2, ok, d1, d2 = _fit_all(v, nrm, indptr, indices, min_normal_cos, nthreads)
+    else:   # rows in the neighbourhood's order: fit there, then back to vertex order
+        row_of = np.empty(V, dtype=np.int64)
+        row_of[perm] = np.arange(V)
+        k1, k2, ok, d1, d2 = (a[row_of] for a in _fit_all(v[perm], nrm[perm], indptr, indices,
+                                                          min_normal_cos, nthreads))
     return Curvatures(k1=k1, k2=k2, dir1=d1, dir2=d2, ok=ok)
 
 

@@ -12,7 +12,8 @@ Colour: PLY per-vertex colours; OBJ ``v x y z r g b`` colours and the texture of
 (:func:`preprocess.io.facescape.obj_texture`, resolved in the scan's folder only).
 
 Conventions: none can be known for a scan of no dataset; vertices are taken as mm
-and as they are in the file (no axis is flipped).  Registration finds the pose.
+(or as metres, scaled, when they span less than 1 unit: :func:`in_mm`) and as they
+are in the file (no axis is flipped).  Registration finds the pose.
 Not checked on a real generic .ply/.obj (none is public in LIZHANGYAN/fileread).
 
 Files of a dataset's format whose names do not follow that dataset's pattern (a
@@ -63,6 +64,23 @@ def ids_or_generic(path: str | os.PathLike, parse: Callable[[str | os.PathLike],
         return ids
 
 
+#: A face is 100-300 mm across, a bust < 1 m; a generic scan whose used vertices span less than this
+#: (mm) is taken to be in metres (photogrammetry and phone scans, open3d exports).
+METRES_IF_EXTENT_BELOW = 1.0
+
+
+def in_mm(vertices: np.ndarray, faces: np.ndarray, warnings: list[str]) -> np.ndarray:
+    """(V, 3) float64 vertices in mm: a generic scan's units are not in the file, so one
+    whose used vertices span less than :data:`METRES_IF_EXTENT_BELOW` is scaled by 1000
+    (a note in ``warnings``); anything else is returned as it is (assumed mm)."""
+    used = vertices[np.unique(faces)] if len(faces) else vertices
+    extent = float(np.ptp(used, axis=0).max()) if len(used) else 0.0
+    if 0.0 < extent < METRES_IF_EXTENT_BELOW:
+        warnings.append(f"coordinates span {extent:.3g} units: read as metres, scaled to mm")
+        return vertices * 1000.0
+    return vertices
+
+
 # Smallest bytes one element can take: ASCII "0 0 0\n" / "3 0 1 2\n"; binary 3 floats /
 # a count byte + 3 int32.
 _MIN_BYTES = {("vertex", True): 6, ("face", True): 8, ("vertex", False): 12, ("face", False): 13}
@@ -96,7 +114,8 @@ def _ply_header(path: Path, size: int) -> tuple[dict[str, int], bool]:
 def read_mesh_scan(path: str | os.PathLike) -> Scan:
     """A ``.ply`` (trimesh) or ``.obj`` (own parser) scan, vertex order kept.
 
-    vertices : (V, 3) float64 (units as in the file, assumed mm); faces : (F, 3)
+    vertices : (V, 3) float64 mm (as in the file, or x1000 with a warning when the
+        used vertices span < 1 unit: :func:`in_mm`); faces : (F, 3)
     int64 (polygons triangulated); colors : (V, 3) uint8 when the file has per-vertex
     colours.  OBJ only: uv (T, 2) v-up and face_uv (F, 3) from ``vt`` / ``f v/vt``,
     texture (H, W, 3) uint8 from ``mtllib`` -> ``map_Kd`` (a missing file -> None and
@@ -122,7 +141,8 @@ def read_mesh_scan(path: str | os.PathLike) -> Scan:
         obj = read_obj(path)
         warnings: list[str] = []
         texture, texture_name = obj_texture(path, obj, warnings)
-        return Scan(vertices=obj.vertices, faces=obj.faces, ids=ids, colors=obj.colors,
+        return Scan(vertices=in_mm(obj.vertices, obj.faces, warnings), faces=obj.faces, ids=ids,
+                    colors=obj.colors,
                     texture=texture, uv=obj.uv, face_uv=obj.face_uv,
                     texture_name=texture_name, extra={"warnings": warnings})
     counts, ascii_format = _ply_header(path, size)
@@ -158,5 +178,6 @@ def read_mesh_scan(path: str | os.PathLike) -> Scan:
         c = np.asarray(mesh.visual.vertex_colors)
         if c.shape[0] == len(vertices):
             colors = np.ascontiguousarray(c[:, :3], dtype=np.uint8)
-    return Scan(vertices=vertices, faces=faces, ids=ids, colors=colors,
-                extra={"warnings": []})
+    warnings = []
+    return Scan(vertices=in_mm(vertices, faces, warnings), faces=faces, ids=ids, colors=colors,
+                extra={"warnings": warnings})

@@ -366,8 +366,12 @@ def test_rigid_motion_leaves_curvatures_unchanged():
 def test_radius_neighbourhood_rings_and_threads():
     s = height_field("sphere")
     m = s.interior
-    r = principal_curvatures(s.V, s.F, radius_mm=3.5)
+    r = principal_curvatures(s.V, s.F, radius_mm=5.0)
     assert np.allclose(r.k1[m], -0.02, atol=3e-4) and np.allclose(r.k2[m], -0.02, atol=3e-4)
+    # a ball of 2.3 mesh spacings holds only ~9-13 samples: a looser fit, still a sphere
+    r = principal_curvatures(s.V, s.F, radius_mm=3.5)
+    assert np.allclose(r.k1[m], -0.02, atol=1.5e-3) and np.allclose(r.k2[m], -0.02, atol=1.5e-3)
+    assert np.median(np.abs(r.k1[m] + 0.02)) < 1e-4
     for rings in (1, 3):
         c = principal_curvatures(s.V, s.F, rings=rings)
         assert np.allclose(c.k2[m], -0.02, atol=5e-4)
@@ -522,13 +526,25 @@ def test_default_render_radius_meets_the_analytic_bound():
 def test_sampled_ball_holds_each_vertex_and_only_vertices_within_reach():
     from preprocess.curvature import _radius_csr
     s = height_field("sphere")
-    indptr, indices = _radius_csr(s.V, 6.0, s.F)
+    indptr, indices, perm = _radius_csr(s.V, 6.0)
     V = len(s.V)
-    assert len(indptr) == V + 1
-    rows = np.repeat(np.arange(V), np.diff(indptr))
+    assert len(indptr) == V + 1 and np.array_equal(np.sort(perm), np.arange(V))
+    counts = np.diff(indptr)
+    assert (np.diff(counts) >= 0).all()                    # rows by ball size
+    rows = perm[np.repeat(np.arange(V), counts)]           # back to vertex numbers
+    indices = perm[indices]
     assert np.array_equal(np.unique(rows[indices == rows]), np.arange(V))   # itself
     d = np.linalg.norm(s.V[indices] - s.V[rows], axis=1)
     # Balls are centred on a group's mean, within radius/4 * sqrt(3) of each member.
-    assert d.max() <= 6.0 * (1 + np.sqrt(3) / 4) + 1e-9
-    n = np.diff(indptr) - 1
+    from preprocess.curvature import _BALL_CELLS_PER_RADIUS
+    # a ball is centred on its group's mean: within the group cube's diagonal of a member
+    far = d > 6.0 * (1 + np.sqrt(3) / (2 * _BALL_CELLS_PER_RADIUS)) + 1e-9
+    # only the border groups with too few samples in reach: their nearest 8 instead
+    from preprocess.curvature import _BALL_MIN_NEIGHBOURS
+    n_of = np.empty(V, dtype=np.int64)
+    n_of[perm] = counts
+    assert (n_of[rows[far]] == _BALL_MIN_NEIGHBOURS + 1).all()
+    assert far.mean() < 0.01
+    n = np.empty(V, dtype=np.int64)
+    n[perm] = counts - 1
     assert n[s.interior].min() >= 8          # enough equations everywhere inside

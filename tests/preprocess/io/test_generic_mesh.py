@@ -192,3 +192,22 @@ def test_bad_inputs(tmp_path, name, data, reason):
 def test_missing_file(tmp_path):
     with pytest.raises(InputError, match="file not found"):
         read_mesh_scan(tmp_path / "nope.ply")
+
+
+@pytest.mark.parametrize("suffix", [".ply", ".obj"])
+def test_a_scan_in_metres_is_scaled_to_mm(tmp_path, suffix):
+    """A 0.2-unit wide face cannot be in mm (a face is 100-300 mm): read as metres."""
+    import trimesh
+
+    v = np.array([[0.0, 0.0, 0.0], [0.2, 0.0, 0.0], [0.0, 0.15, 0.05], [5.0, 5.0, 5.0]])
+    f = np.array([[0, 1, 2]])          # vertex 3 is used by no face: not counted
+    p = tmp_path / f"face{suffix}"
+    trimesh.Trimesh(v, f, process=False).export(p)
+    s = read_mesh_scan(p)
+    np.testing.assert_allclose(s.vertices[:3], v[:3] * 1000.0)
+    assert any("metres" in w for w in s.extra["warnings"])
+    big = tmp_path / f"mm{suffix}"
+    trimesh.Trimesh(v * 1000.0, f, process=False).export(big)
+    s = read_mesh_scan(big)
+    np.testing.assert_allclose(s.vertices[:3], v[:3] * 1000.0)
+    assert not any("metres" in w for w in s.extra["warnings"])
