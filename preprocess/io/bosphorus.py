@@ -15,6 +15,16 @@ x = y = zmin there too.  ``u, v`` are normalised texture-image coordinates in [0
 with v measured top-down (pixel row = v * H); :class:`~preprocess.scan.Scan` uses
 v-up, so ``read_bnt_scan`` returns ``(u, 1 - v)``.
 
+Conventions, checked on the real public files LIZHANGYAN/fileread
+``data/bs000_CAU_A22A25_0.{bnt,lm3,lm2,png}`` (and the two other ``bs000_*.bnt``): mm;
+the face looks along +Z (the nose tip is the largest z, 48 mm), +y up; a "left" label
+is the *image's* left, the subject's right (-x: "Outer left eyebrow" at x = -90 mm,
+"Outer right eyebrow" at +33 mm; :data:`preprocess.landmark_names.BOSPHORUS_TO_IBUG`);
+the header names the texture, the ``.png`` of the same stem (a renamed scan falls back
+to ``<stem>.png``: :func:`_texture_file`), and
+a grid vertex's uv lands on the ``.lm2`` pixel of the same label (2.4 px mean).  The
+reader keeps coordinates and labels as the file has them.
+
 Why by hand: no library reads these formats; the binary reader checks every size
 against the file before it allocates anything.
 """
@@ -31,7 +41,7 @@ import numpy as np
 from data_schema.errors import InputError
 from data_schema.labels import label_map
 from preprocess.io._grid import grid_mesh
-from preprocess.io._mesh import load_texture
+from preprocess.io._mesh import load_texture, resolve_asset
 from preprocess.io.generic_mesh import ids_or_generic
 from preprocess.io._text import (NamePatternError, nonblank_lines, parse_row, read_text,
                                  require_finite, wraps_input_errors)
@@ -262,6 +272,20 @@ def parse_bosphorus_name(path: str | os.PathLike) -> ItemIds:
                    label_map("bosphorus").label_of(expression), os.fspath(path))
 
 
+def _texture_file(path: Path, name: str, warnings: list[str]) -> str:
+    """The texture a ``.bnt`` uses: the name in its header (the real files name the
+    ``.png`` of their own stem) when that file is in the scan's folder, else
+    ``<stem>.png`` beside the scan (a renamed scan) with a warning, else the header's
+    name (then :func:`load_texture` notes it missing).  The folder rule still applies."""
+    if name and resolve_asset(path, name).is_file():
+        return name
+    png = path.name[:-len(path.suffix)] + ".png"
+    if png != name and path.with_name(png).is_file():
+        warnings.append(f"texture {name!r} named in the header not found: using {png!r}")
+        return png
+    return name
+
+
 @wraps_input_errors
 def read_bnt_scan(path: str | os.PathLike) -> Scan:
     """A Bosphorus scan: ``.bnt`` grid, texture, and landmarks found beside it.
@@ -289,7 +313,7 @@ def read_bnt_scan(path: str | os.PathLike) -> Scan:
         raise InputError(path, "no valid point (every z equals zmin)")
     uv = grid.uv.reshape(-1, 2)[grid_index].copy()
     uv[:, 1] = 1.0 - uv[:, 1]
-    texture = load_texture(path, grid.texture_name, warnings)
+    texture = load_texture(path, _texture_file(path, grid.texture_name, warnings), warnings)
     lm3, lm2 = path.with_suffix(".lm3"), path.with_suffix(".lm2")
     return Scan(
         vertices=vertices, faces=faces, ids=ids, texture=texture, uv=uv,

@@ -304,3 +304,18 @@ def test_name_outside_the_pattern_is_read_as_generic_with_a_warning(tmp_path):
 def test_name_in_the_pattern_with_a_wrong_code_stays_an_error(tmp_path, name, reason):
     with pytest.raises(InputError, match=reason):
         B.read_bnt_scan(write_tiny(tmp_path, stem=name))
+
+
+def test_renamed_scan_falls_back_to_the_png_of_its_own_stem(tmp_path):
+    """Real-file fact, from LIZHANGYAN/fileread data/bs000_CAU_A22A25_0.bnt: the header
+    names the texture after the scan's own stem ('bs000_CAU_A22A25_0.png'), so a renamed
+    scan names a file that is not there; the .png of its new stem is used, with a note."""
+    p = write_tiny(tmp_path)                       # header names bs000_E_HAPPY_0.png
+    renamed = p.rename(tmp_path / "scan7.bnt")
+    Image.fromarray(np.full((4, 4, 3), 200, np.uint8)).save(tmp_path / "scan7.png")
+    s = read_scan(renamed)
+    assert s.texture is not None and s.texture.shape == (4, 4, 3)
+    assert any("'scan7.png'" in w for w in s.extra["warnings"])
+    (tmp_path / "bs000_E_HAPPY_0.png").write_bytes((tmp_path / "scan7.png").read_bytes())
+    s = read_scan(renamed)                         # the header's own name wins when present
+    assert not any("scan7.png" in w for w in s.extra["warnings"])
