@@ -96,6 +96,9 @@ class RegisterParams:
         preprocess/data/template_landmarks.json), "dataset" (the ``template`` stage's
         GPA of this dataset's landmark files, data/template/template.json) or the path
         of a template JSON.
+    template_surface : the face surface the ``geometric`` method fits to: "default"
+        (preprocess/data/template_surface.npz, from real scans) or the path of an .npz
+        written by ``fermaps template-surface``.
     """
 
     max_rmse_mm: float = 6.0
@@ -103,6 +106,7 @@ class RegisterParams:
     methods: tuple[str, ...] = ("file", "texture", "shaded", "geometric")
     lift_size: int = 448
     template: str = "default"
+    template_surface: str = "default"
 
 
 @dataclass(frozen=True)

@@ -42,16 +42,19 @@ def register_step(rec: dict, p: RegisterParams, item: str) -> dict:
     frame), posed by the first of ``p.methods`` that works (preprocess.pose.register);
     the method is recorded as ``registration_method``."""
     from pipeline.stages.template import template_for
+    from pipeline.stages.template_surface import surface_for
     from preprocess.pose.register import pose_scan
 
     file_lm = None
     if len(rec["landmarks"]) > 0:
         file_lm = (rec["landmarks"], tuple(rec["landmark_names"]), str(rec["landmark_provenance"]))
     colour = _texture_args(rec)
+    template, surface = template_for(p), surface_for(p)   # ConfigErrors, outside the try
     try:
-        pose = pose_scan(rec["vertices"], rec["faces"], template=template_for(p), file_landmarks=file_lm,
-                         colour=colour, methods=tuple(p.methods), max_rmse_mm=p.max_rmse_mm,
-                         trim_fraction=p.trim_fraction, lift_size=p.lift_size, item=item)
+        pose = pose_scan(rec["vertices"], rec["faces"], template=template, surface=surface,
+                         file_landmarks=file_lm, colour=colour, methods=tuple(p.methods),
+                         max_rmse_mm=p.max_rmse_mm, trim_fraction=p.trim_fraction,
+                         lift_size=p.lift_size, item=item)
     except ValueError as exc:
         raise ConfigError(f"register.methods: {exc}") from None
     reg = pose.registration

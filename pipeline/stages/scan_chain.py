@@ -46,7 +46,8 @@ def run_chain_stage(name: str, params: Params, in_root, out_root) -> StageResult
     data_version = ""
     if name == "register":  # a rebuilt template must recompute the registrations
         from pipeline.stages.template import template_digest
-        data_version = template_digest(params.register)
+        from pipeline.stages.template_surface import surface_digest
+        data_version = template_digest(params.register) + surface_digest(params.register)
     return run_store_stage(name, step, getattr(params, section), in_root, in_schema,
                            out_root, out_schema, params.run, code, data_version)
 

@@ -16,12 +16,59 @@ import dataclasses
 import hashlib
 import os
 import sys
+from functools import lru_cache
 from pathlib import Path
 
 from data_schema.errors import ConfigError, InputError
 from data_schema.params import Params
 
 STAGE = "template-surface"
+
+
+def surface_path(p, root: str | os.PathLike = ".") -> Path | None:
+    """The surface file ``register.template_surface`` names: None for "default" (the
+    shipped one), else the path (relative paths from ``root``)."""
+    return None if p.template_surface == "default" else Path(root) / p.template_surface
+
+
+def surface_for(p, root: str | os.PathLike = "."):
+    """The TemplateSurface ``register.template_surface`` picks, or None for the shipped
+    one (``preprocess.pose.register.pose_scan`` loads it).  Raises ConfigError when the
+    file is missing or not a surface written by ``fermaps template-surface``."""
+    path = surface_path(p, root)
+    if path is None:
+        return None
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise ConfigError(f"register.template_surface {path}: cannot read it "
+                          f"({exc.strerror or exc})") from None
+    return _read_surface(str(path), st.st_mtime_ns, st.st_size)
+
+
+@lru_cache(maxsize=4)
+def _read_surface(path: str, _mtime_ns: int, _size: int):
+    """One read per file version per process (the register stage asks once per item)."""
+    from preprocess.pose.template_surface import read_template_surface
+
+    try:
+        return read_template_surface(path)
+    except (OSError, KeyError, ValueError) as exc:
+        raise ConfigError(f"register.template_surface {path}: not a template surface "
+                          f"written by fermaps template-surface ({exc})") from None
+
+
+def surface_digest(p, root: str | os.PathLike = ".") -> str:
+    """sha256 of the surface file ``register.template_surface`` names ('' for the
+    shipped one, which the register stage's code version already covers)."""
+    path = surface_path(p, root)
+    if path is None:
+        return ""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise ConfigError(f"register.template_surface {path}: cannot read it "
+                          f"({exc.strerror or exc})") from None
 #: The registration methods a template face may be posed by (no geometric fit).
 LANDMARK_METHODS = ("file", "texture", "shaded")
 
