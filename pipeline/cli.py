@@ -38,6 +38,13 @@ def _exec_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("--scheduler", help="address of a dask.distributed scheduler (overrides params)")
 
 
+def _with_template(params, template: str):
+    """``params`` with ``register.template`` set (the --template option)."""
+    import dataclasses
+
+    return dataclasses.replace(params, register=dataclasses.replace(params.register, template=template))
+
+
 def _with_exec(section, args):
     import dataclasses
 
@@ -176,19 +183,16 @@ def main(argv: list[str] | None = None) -> int:
             from pipeline.stages.scan_chain import run_maps
             from pipeline.stages.template import template_for
             if args.template:
-                params = dataclasses.replace(params, register=dataclasses.replace(
-                    params.register, template=args.template))
+                params = _with_template(params, args.template)
             template_for(params.register)   # a missing template: one error, not one per scan
             return run_maps(args.scans, args.out, params).exit_code
         if args.cmd == "template-surface":
             from pipeline.stages.template_surface import run_template_surface
-            params = dataclasses.replace(params, register=dataclasses.replace(
-                params.register, template=args.template))
+            params = _with_template(params, args.template)
             return run_template_surface(args.scans, args.out, params)
         if args.cmd == "check":
             from pipeline.stages.check import run_check
-            params = dataclasses.replace(params, register=dataclasses.replace(
-                params.register, template=args.template))
+            params = _with_template(params, args.template)
             return run_check(args.scans, args.out, params)
         if args.cmd == "frames":
             from pipeline.stages.scan_chain import run_frames

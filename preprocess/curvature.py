@@ -331,18 +331,17 @@ def _ring_csr(faces: np.ndarray, V: int, rings: int) -> tuple[np.ndarray, np.nda
 
 
 # Radius neighbourhoods: the ball is sampled, not taken whole.  A 0.8 mm scan holds
-# ~300 vertices within 8 mm; fitting them all costs ~15x the 2-ring.  The fit's noise
-# falls with the radius squared but only with the square root of the count, so the
-# neighbours are one vertex per cube of side radius / _BALL_CELLS_PER_RADIUS (~10-13 in
-# a ball on a surface, whatever the radius: the cost stays that of the 2-ring).
-# Measured on the real scans of RenderParams: 2 cubes per radius is a little smoother
-# (roughness 0.077 against 0.081 on the roughest at 10 mm) but 20% slower, 1.5 rougher
-# (0.086).
+# ~300 vertices within 8 mm against the 2-ring's 18, and the fit's cost grows with the
+# count.  The fit's noise falls with the radius squared but only with the square root
+# of the count, so the neighbours are one vertex per cube of side
+# radius / _BALL_CELLS_PER_RADIUS (~10-13 in a ball on a surface, whatever the radius).
+# Roughness on the real scans of RenderParams, roughest scan at 10 mm: 2 cubes per
+# radius 0.077 (more samples, a slower fit), 1.75 0.081, 1.5 0.086.  The speed at this
+# setting is bench_curvature's ratio.
 _BALL_CELLS_PER_RADIUS = 1.75
-# Vertices share one ball per cube of half the sample's side, centred on
-# the members' mean (at most the cube's diagonal, sqrt(3) / 3.5 radius, from a member): one k-d
-# tree query per group instead of per vertex, ~10x fewer pairs for the tree, which
-# costs more per pair than the fit does.
+# Vertices share one ball per cube of half the sample's side, centred on the members'
+# mean (at most the cube's diagonal, sqrt(3) / 3.5 radius, from a member): one k-d
+# tree query per group instead of one per vertex.
 # A group whose sampled ball holds fewer samples than this (a mesh coarser than the
 # radius, a border) takes this many nearest samples instead.
 _BALL_MIN_NEIGHBOURS = 8
@@ -362,7 +361,7 @@ def _radius_csr(v: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray, n
     """(indptr, indices, perm): each vertex's sampled ball of ``radius`` mm, itself
     first, with the rows in the order ``perm`` (row r is vertex ``perm[r]``; indices
     are row numbers too).  The rows go by ball size, so that the fit's padded batches
-    (``_moments_batch``) hold balls of one size: a third of the fit's time at 10 mm.
+    (``_moments_batch`` pads each batch to its largest ball) waste little.
 
     The ball's members are the sample vertices (one per cube of side
     ``radius / _BALL_CELLS_PER_RADIUS``: the first vertex of its first half-side cube)
@@ -800,8 +799,9 @@ def principal_curvatures(vertices, faces, normals=None, *, rings: int = 2,
         ``vertex_normals(vertices, faces)``.  Their orientation fixes the sign of k.
     rings : neighbourhood = vertices within this many mesh edges (default 2, 18
         neighbours on a regular triangulation).  Ignored when ``radius_mm`` is given.
-    radius_mm : if given, the neighbourhood is every vertex within this Euclidean
-        distance (mm), found with a k-d tree; use it for irregular meshes.
+    radius_mm : if given, the neighbourhood is a sampled ball of this radius (mm): about
+        a dozen vertices spread over it (:func:`_radius_csr`), so the cost does not grow
+        with the radius; use it for irregular or noisy meshes (the render default).
     min_normal_cos : a neighbour whose normal makes ``cos < min_normal_cos`` with the
         vertex normal (default 0.25, about 75 degrees) is dropped: its slope equations
         would be near-singular.

@@ -62,17 +62,14 @@ def check_one(path: str, params: Params):
     """The chain on one scan file -> (CheckRow, maps record or None, maps_clean record
     or None).  An error of a step becomes the row's status and message."""
     from pipeline.chain import clean_step, crop_step, register_step, render_step
-    from pipeline.records import item_meta, scan_record
-    from preprocess.io import format_of, read_scan
+    from pipeline.stages.scan_chain import scan_file_record
     from preprocess.map_quality import map_quality
 
     stage, key, reg = "read", path, None
     maps = clean = None
     try:
-        scan = read_scan(path)
-        meta = item_meta(scan.ids, Path(path), Path(path).parent.parent, format_of(path).name)
-        key = meta.key
-        rec = scan_record(scan, meta).arrays
+        raw = scan_file_record(path)
+        key, rec = raw.meta.key, raw.arrays
         stage = "register"
         reg = rec = register_step(rec, params.register, key)
         stage = "crop"

@@ -52,13 +52,20 @@ def run_chain_stage(name: str, params: Params, in_root, out_root) -> StageResult
                            out_root, out_schema, params.run, code, data_version)
 
 
+def scan_file_record(path: str) -> ItemRecord:
+    """A loose scan file read as the raw_mesh record ``ingest`` would make of it (item
+    ids relative to the folder above the scan's own), for the chain on files."""
+    scan = read_scan(path)
+    return scan_record(scan, item_meta(scan.ids, Path(path), Path(path).parent.parent,
+                                       format_of(path).name))
+
+
 def chain_one(params: Params, path: str) -> dict:
     """The whole 3-D chain on one scan file -> {"maps": record, "maps_clean": record,
     "masks": record or the InputError of the masks step (no face on the texture)}."""
-    scan = read_scan(path)
-    meta = item_meta(scan.ids, Path(path), Path(path).parent.parent, format_of(path).name)
-    rec = scan_record(scan, meta).arrays
-    rec = register_step(rec, params.register, meta.key)
+    raw = scan_file_record(path)
+    meta = raw.meta
+    rec = register_step(raw.arrays, params.register, meta.key)
     rec = crop_step(rec, params.crop, meta.key)
     maps = render_step(rec, params.render, meta.key)
     clean = clean_step(maps, params.clean, meta.key)

@@ -76,15 +76,12 @@ LANDMARK_METHODS = ("file", "texture", "shaded")
 def _face_mesh(path: str, params: Params) -> tuple[dict, str]:
     """(face_mesh record, registration method) of one scan file."""
     from pipeline.chain import crop_step, register_step
-    from pipeline.records import item_meta, scan_record
-    from preprocess.io import format_of, read_scan
+    from pipeline.stages.scan_chain import scan_file_record
 
-    scan = read_scan(path)
-    meta = item_meta(scan.ids, Path(path), Path(path).parent.parent, format_of(path).name)
+    raw = scan_file_record(path)
     methods = tuple(m for m in params.register.methods if m in LANDMARK_METHODS) or LANDMARK_METHODS
-    reg = register_step(scan_record(scan, meta).arrays,
-                        dataclasses.replace(params.register, methods=methods), meta.key)
-    return crop_step(reg, params.crop, meta.key), str(reg["registration_method"])
+    reg = register_step(raw.arrays, dataclasses.replace(params.register, methods=methods), raw.meta.key)
+    return crop_step(reg, params.crop, raw.meta.key), str(reg["registration_method"])
 
 
 def run_template_surface(scans: list[str], out: str | os.PathLike, params: Params) -> int:

@@ -94,6 +94,26 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     return np.ascontiguousarray(rgb)
 
 
+def texture_or_beside(scan_path: str | os.PathLike, name: str, suffix: str,
+                      warnings: list[str]) -> str:
+    """The texture file name a scan uses: ``name`` (what the file names) when that file
+    is in the scan's folder, else ``<stem><suffix>`` beside the scan when it exists (a
+    note in ``warnings`` when ``name`` was given), else ``name`` (then
+    :func:`load_texture` notes it missing).  A ``name`` escaping the folder is an
+    InputError even when the file beside exists.  Used by the Bosphorus (``.png``: a
+    renamed scan whose header names the old stem) and BU-3DFE (``.bmp`` beside the
+    ``.wrl``) readers."""
+    path = Path(scan_path)
+    if name and resolve_asset(path, name).is_file():
+        return name
+    beside = path.name[:-len(path.suffix)] + suffix
+    if beside == name or not path.with_name(beside).is_file():
+        return name
+    if name:
+        warnings.append(f"texture {name!r} not found beside the scan: using {beside!r}")
+    return beside
+
+
 def load_texture(scan_path: str | os.PathLike, name: str,
                  warnings: list[str]) -> np.ndarray | None:
     """The texture image ``name`` that ``scan_path`` names, (H, W, 3) uint8 RGB.

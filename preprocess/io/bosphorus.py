@@ -21,7 +21,7 @@ the face looks along +Z (the nose tip is the largest z, 48 mm), +y up; a "left" 
 is the *image's* left, the subject's right (-x: "Outer left eyebrow" at x = -90 mm,
 "Outer right eyebrow" at +33 mm; :data:`preprocess.landmark_names.BOSPHORUS_TO_IBUG`);
 the header names the texture, the ``.png`` of the same stem (a renamed scan falls back
-to ``<stem>.png``: :func:`_texture_file`), and
+to ``<stem>.png``: :func:`preprocess.io._mesh.texture_or_beside`), and
 a grid vertex's uv lands on the ``.lm2`` pixel of the same label (2.4 px mean).  The
 reader keeps coordinates and labels as the file has them.
 
@@ -41,7 +41,7 @@ import numpy as np
 from data_schema.errors import InputError
 from data_schema.labels import label_map
 from preprocess.io._grid import grid_mesh
-from preprocess.io._mesh import load_texture, resolve_asset
+from preprocess.io._mesh import load_texture, texture_or_beside
 from preprocess.io.generic_mesh import ids_or_generic
 from preprocess.io._text import (NamePatternError, nonblank_lines, parse_row, read_text,
                                  require_finite, wraps_input_errors)
@@ -272,20 +272,6 @@ def parse_bosphorus_name(path: str | os.PathLike) -> ItemIds:
                    label_map("bosphorus").label_of(expression), os.fspath(path))
 
 
-def _texture_file(path: Path, name: str, warnings: list[str]) -> str:
-    """The texture a ``.bnt`` uses: the name in its header (the real files name the
-    ``.png`` of their own stem) when that file is in the scan's folder, else
-    ``<stem>.png`` beside the scan (a renamed scan) with a warning, else the header's
-    name (then :func:`load_texture` notes it missing).  The folder rule still applies."""
-    if name and resolve_asset(path, name).is_file():
-        return name
-    png = path.name[:-len(path.suffix)] + ".png"
-    if png != name and path.with_name(png).is_file():
-        warnings.append(f"texture {name!r} named in the header not found: using {png!r}")
-        return png
-    return name
-
-
 @wraps_input_errors
 def read_bnt_scan(path: str | os.PathLike) -> Scan:
     """A Bosphorus scan: ``.bnt`` grid, texture, and landmarks found beside it.
@@ -313,7 +299,7 @@ def read_bnt_scan(path: str | os.PathLike) -> Scan:
         raise InputError(path, "no valid point (every z equals zmin)")
     uv = grid.uv.reshape(-1, 2)[grid_index].copy()
     uv[:, 1] = 1.0 - uv[:, 1]
-    texture = load_texture(path, _texture_file(path, grid.texture_name, warnings), warnings)
+    texture = load_texture(path, texture_or_beside(path, grid.texture_name, ".png", warnings), warnings)
     lm3, lm2 = path.with_suffix(".lm3"), path.with_suffix(".lm2")
     return Scan(
         vertices=vertices, faces=faces, ids=ids, texture=texture, uv=uv,

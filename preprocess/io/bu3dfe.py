@@ -32,7 +32,7 @@ import numpy as np
 
 from data_schema.errors import InputError
 from data_schema.labels import label_map
-from preprocess.io._mesh import fan_triangulate, load_texture, polygon_offsets, resolve_asset
+from preprocess.io._mesh import fan_triangulate, load_texture, polygon_offsets, texture_or_beside
 from preprocess.io._text import (NamePatternError, nonblank_lines, parse_numbers, read_text,
                                  require_finite, wraps_input_errors)
 from preprocess.io.generic_mesh import ids_or_generic
@@ -311,22 +311,6 @@ def _bnd_beside(path: Path) -> Path | None:
     return next((path.with_name(n) for n in names if path.with_name(n).is_file()), None)
 
 
-def _texture_file(path: Path, url: str, warnings: list[str]) -> str:
-    """The texture image a ``.wrl`` uses: its ImageTexture ``url`` when that file is in
-    the scan's folder, else ``<stem>.bmp`` beside the scan (BU-3DFE's
-    ``F0001_AN01WH_F3D.wrl`` + ``F0001_AN01WH_F3D.bmp``) when it exists, else ``url``
-    (then :func:`preprocess.io._mesh.load_texture` notes it missing).  A url escaping
-    the folder is an InputError even when the .bmp exists."""
-    if url and resolve_asset(path, url).is_file():
-        return url
-    bmp = path.name[:-len(path.suffix)] + ".bmp"
-    if not path.with_name(bmp).is_file():
-        return url
-    if url:
-        warnings.append(f"texture {url!r} not found beside the scan: using {bmp!r}")
-    return bmp
-
-
 def _bnd_indices(landmarks: Landmarks, vertices: np.ndarray, bnd: Path, path: Path,
                  warnings: list[str]) -> Landmarks:
     """``.bnd`` landmarks with 0-based vertex indices into ``vertices`` (V, 3) mm.
@@ -363,7 +347,7 @@ def read_wrl_scan(path: str | os.PathLike) -> Scan:
         texCoordIndex.  uv : (T, 2) v-up as in the file.  colors : per-vertex colours
         when the file has them.
     texture : when the file has texture coordinates, the image of
-        :func:`_texture_file` (ImageTexture url, else ``<stem>.bmp``) resolved in the
+        :func:`preprocess.io._mesh.texture_or_beside` (ImageTexture url, else ``<stem>.bmp``) resolved in the
         scan's folder (BMP etc. via PIL; a url escaping the folder is an InputError;
         no image -> None and a note in ``extra["warnings"]``).
     landmarks : ``<stem>.bnd`` or, for ``*_F3D.wrl``, ``<stem without _F3D>.bnd``
@@ -380,7 +364,7 @@ def read_wrl_scan(path: str | os.PathLike) -> Scan:
     face_uv = fan_triangulate(mesh.poly_uv, mesh.offsets) if mesh.poly_uv is not None else None
     texture, texture_name = None, mesh.texture_url
     if mesh.uv is not None:
-        texture_name = _texture_file(path, mesh.texture_url, warnings)
+        texture_name = texture_or_beside(path, mesh.texture_url, ".bmp", warnings)
         texture = load_texture(path, texture_name, warnings)
     landmarks = None
     bnd = _bnd_beside(path)
