@@ -209,7 +209,7 @@ MASKS = StoreSchema(
 )
 
 ALIGNED_FRAMES = StoreSchema(
-    "aligned_frames", 1,
+    "aligned_frames", 2,
     "Every kept frame of every sequence, face-aligned by a similarity to the reference and cropped to S x S (one frame per chunk).",
     (
         _ds("frames", "uint8", ("S", "S", 3), True, 1, "gzip", "RGB 0..255", "aligned frames, flat over the sequences of the shard"),
@@ -220,6 +220,9 @@ ALIGNED_FRAMES = StoreSchema(
         _ds("score", "float32", (), True, 256, "gzip", "detector score", "dlib HOG margin / Haar weight / 1 for files / 0 interpolated"),
         _ds("frame_index", "int64", (), True, 256, "gzip", "frame", "index of the frame in the raw sequence"),
         _ds("method", STR, (), True, 256, "gzip", "", "file / detected / tracked / interpolated"),
+        _ds("head_pose", "float32", (3,), True, 256, "gzip", "degrees", "yaw, pitch, roll of the head (preprocess.head_pose: x image-right, y image-up, z toward the camera; yaw > 0 turns the face to image right, pitch > 0 tilts it down, roll > 0 is counter-clockwise on screen)"),
+        _ds("face_size", "float32", (), True, 256, "gzip", "pixel of the input frame", "side of the 68 landmarks' bounding box, sqrt(width x height)"),
+        _ds("sharpness", "float32", (), True, 256, "gzip", "grey level^2", "variance of the Laplacian of the aligned grey crop inside the landmarks' hull (preprocess.frame_quality)"),
         _ds("n_frames_in", "int64", (), False, 1, "gzip", "frames", "frames of the raw sequence"),
         _ds("dropped", STR, (), False, 1, "gzip", "", "JSON list of [frame index, reason] for frames not kept"),
     ),

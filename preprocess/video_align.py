@@ -115,6 +115,17 @@ VERIFY_FACE_PX = 84.0
 #: box sides and its side within this factor (HOG boxes come in pyramid steps of 6/5).
 VERIFY_MAX_OFFSET = 0.25
 VERIFY_MAX_SCALE = 1.4
+#: A tracked frame's predictor is run a second time, seeded from its first answer, when
+#: that answer's box is more than RESEED_OFFSET box sides from the seed box or its side
+#: differs by more than a factor RESEED_SCALE (a face that moved; a box within this
+#: tolerance gives the same landmarks to within the predictor's own jitter).
+RESEED_OFFSET = 0.03
+RESEED_SCALE = 1.03
+#: Coarse pass of full-frame dlib detection: the frame shrunk to this short side
+#: (pixels) and searched at upsample 0, which finds faces of at least 80/240 = 1/3 of the
+#: frame's short side; skipped unless it shrinks the frame by COARSE_MIN_SHRINK or more.
+COARSE_SHORT_SIDE = 240
+COARSE_MIN_SHRINK = 1.25
 
 
 # --------------------------------------------------------------------------------------
@@ -256,6 +267,12 @@ def crop_transform(points68: np.ndarray, out_size: int, margin: float,
     return np.array([[k, 0.0, centre_out - k * c[0]], [0.0, k, centre_out - k * c[1]]])
 
 
+def invert_affine(A: np.ndarray) -> np.ndarray:
+    """(2, 3) inverse of an invertible (2, 3) affine."""
+    M = np.linalg.inv(A[:, :2])
+    return np.column_stack([M, -M @ A[:, 2]])
+
+
 def compose_affine(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     """(2, 3) affine ``A o B`` (B applied first)."""
     return np.column_stack([A[:, :2] @ B[:, :2], A[:, :2] @ B[:, 2] + A[:, 2]])
@@ -391,10 +408,37 @@ class _Observation:
     reason: str = ""
 
 
+def _coarse_dlib(frame: np.ndarray, select) -> _Observation | None:
+    """The coarse pass of full-frame detection (module docstring): dlib's HOG at
+    upsample 0 on the frame shrunk to a short side of COARSE_SHORT_SIDE, boxes mapped
+    back to frame pixels, the predictor on the full frame.  None when the frame is
+    already that small or no face is found."""
+    k = COARSE_SHORT_SIDE / min(frame.shape[:2])
+    if k >= 1.0 / COARSE_MIN_SHRINK:
+        return None
+    small = cv2.resize(frame, (round(frame.shape[1] * k), round(frame.shape[0] * k)),
+                       interpolation=cv2.INTER_AREA)
+    kx, ky = small.shape[1] / frame.shape[1], small.shape[0] / frame.shape[0]
+    with DLIB_LOCK:
+        rects, scores, _ = dlib_models()[0].run(small, 0, 0.0)
+    if len(rects) == 0:
+        return None
+    # box corners are pixel centres: x_frame = (x_small + 0.5) / k - 0.5
+    boxes = (np.array([[r.left(), r.top(), r.right(), r.bottom()] for r in rects],
+                      dtype=np.float64) + 0.5) / [kx, ky, kx, ky] - 0.5
+    scores = np.asarray(scores, dtype=np.float64)
+    j = choose_face(boxes, scores, select, frame.shape)
+    return _Observation(_predict(frame, boxes[j]), boxes[j], float(scores[j]), "detected")
+
+
 def _detect(frame: np.ndarray, detector: str, upsample: int, hint) -> _Observation:
-    """Full-frame detection, then the predictor on the chosen box."""
+    """Full-frame detection (coarse pass first for dlib), then the predictor on the
+    chosen box."""
     select = "largest" if hint is None else (float(hint[0]), float(hint[1]))
     if detector == "dlib":
+        coarse = _coarse_dlib(frame, select)
+        if coarse is not None:
+            return coarse
         r = detect_landmarks(frame, "dlib", upsample=upsample, select=select,
                              mmod_fallback=False)
         if not r.found:
@@ -446,7 +490,9 @@ def _track(frame: np.ndarray, prev: np.ndarray, relation: np.ndarray,
     """Seed the predictor from the previous landmarks; apply the lost rule."""
     prev_box = _implied_box(relation, prev)
     pts = _predict(frame, prev_box)
-    pts = _predict(frame, _implied_box(relation, pts))     # re-centre on a moved face
+    moved = _implied_box(relation, pts)
+    if _agree(moved, prev_box, RESEED_OFFSET, RESEED_SCALE):  # re-centre on a moved face
+        pts = _predict(frame, moved)
     box = _implied_box(relation, pts)
     change = _shape_change(pts, prev)
     if change > TRACK_MAX_SHAPE_CHANGE:
@@ -487,6 +533,8 @@ class AlignedSequence:
     frame_index : (T,) int64 index of each kept frame in the input sequence.
     method : T strings, ``"file"``, ``"detected"``, ``"tracked"`` or ``"interpolated"``.
     dropped : ((frame index, reason), ...) for every frame not kept.
+    landmarks_in : (T, 68, 2) float32, the same landmarks in input-frame pixels.
+    frame_sizes : (T, 2) int64 (width, height) of each kept input frame, pixels.
     reference68 : (68, 2) float32 the reference landmarks in aligned pixels.
     n_frames_in : frames read.
     n_detections : full-frame detector runs (tracking skips them).
@@ -502,6 +550,8 @@ class AlignedSequence:
     frame_index: np.ndarray
     method: tuple[str, ...]
     dropped: tuple[tuple[int, str], ...]
+    landmarks_in: np.ndarray
+    frame_sizes: np.ndarray
     reference68: np.ndarray
     n_frames_in: int
     n_detections: int
@@ -556,6 +606,8 @@ class _Kept:
     found: bool
     score: float
     method: str
+    points_in: np.ndarray          # (68, 2) input-frame pixels
+    size: tuple[int, int]          # input frame (width, height)
 
 
 def align_sequence(frames: Iterable[np.ndarray], *, reference: str = "first",
@@ -628,7 +680,9 @@ def align_sequence(frames: Iterable[np.ndarray], *, reference: str = "first",
                 else:                       # one neighbour: hold it
                     held = last if last is not None else nxt
                     A, lm = held.transform, held.landmarks
-                kept.append(_Kept(j, warp(frame, A), lm, A, False, 0.0, "interpolated"))
+                kept.append(_Kept(j, warp(frame, A), lm, A, False, 0.0, "interpolated",
+                                  apply_affine(invert_affine(A), lm),
+                                  (frame.shape[1], frame.shape[0])))
         pending.clear()
 
     i = -1
@@ -680,7 +734,7 @@ def align_sequence(frames: Iterable[np.ndarray], *, reference: str = "first",
         box = obs.box if obs.box is not None else _landmark_box(obs.points)
         hint = _centre(box)
         cur = _Kept(i, warp(frame, A), apply_affine(A, obs.points), A, True, obs.score,
-                    obs.method)
+                    obs.method, obs.points, (frame.shape[1], frame.shape[0]))
         flush(cur)
         kept.append(cur)
         last = cur
@@ -703,6 +757,8 @@ def align_sequence(frames: Iterable[np.ndarray], *, reference: str = "first",
         frame_index=np.array([k.index for k in kept], dtype=np.int64),
         method=tuple(k.method for k in kept),
         dropped=tuple(sorted(dropped)),
+        landmarks_in=np.stack([k.points_in for k in kept]).astype(np.float32),
+        frame_sizes=np.array([k.size for k in kept], np.int64).reshape(-1, 2),
         reference68=apply_affine(crop, ref68).astype(np.float32),
         n_frames_in=i + 1,
         n_detections=n_detections,

@@ -12,11 +12,12 @@ from data_schema.params import Params, as_dict
 from data_schema.schemas import ALIGNED_FRAMES, FACE_MESH, FRAME_SAMPLES, MAPS, MAPS_CLEAN, MASKS, REGISTERED_MESH
 from pipeline.chain import clean_step, crop_step, masks_step, register_step, render_step
 from pipeline.output import StoreOutput
+from pipeline.prefetch import prefetch
 from data_schema.errors import InputError
 from data_schema.store import ItemRecord
-from pipeline.records import item_meta, scan_record, sequence_record
+from pipeline.records import item_meta, scan_record
 from pipeline.runner import Failure, dask_client, run_sharded
-from pipeline.video import align_video_step, sample_frames_step
+from pipeline.video import align_frames, align_video_step, sample_frames_step
 from pipeline.store_stage import run_store_stage
 from pipeline.summary import StageResult, finish_stage
 from preprocess.io import format_of, read_scan, read_sequence
@@ -35,7 +36,9 @@ STAGES = {
     "clean": (clean_step, "clean", "maps", MAPS_CLEAN, _CHAIN + ("preprocess/depth_clean.py",)),
     "masks": (masks_step, "masks", "maps_clean", MASKS, _CHAIN + ("preprocess/landmarks.py", "preprocess/masks.py")),
     "align_video": (align_video_step, "align_video", "raw_frames", ALIGNED_FRAMES,
-                    ("pipeline/video.py", "preprocess/video_align.py", "preprocess/landmarks.py")),
+                    ("pipeline/video.py", "preprocess/video_align.py", "preprocess/landmarks.py",
+                     "preprocess/head_pose.py", "preprocess/frame_quality.py", "preprocess/template.py",
+                     "preprocess/data/template_landmarks.json")),
     "sample_frames": (sample_frames_step, "sample_frames", "aligned_frames", FRAME_SAMPLES,
                       ("pipeline/video.py", "preprocess/frame_sampling.py")),
 }
@@ -77,12 +80,19 @@ def chain_one(params: Params, path: str) -> dict:
 
 
 def frames_one(params: Params, path: str) -> dict:
-    """One video file or image-sequence folder -> {"aligned_frames": record}."""
+    """One video file or image-sequence folder -> {"aligned_frames": record}.  The
+    frames stream from the decoder into the alignment: a long video is never held
+    whole in memory (only its aligned crops are)."""
     seq = read_sequence(path)
     fmt = format_of(path).name
     meta = item_meta(seq.ids, Path(path), Path(path).parent.parent, fmt)
-    rec = sequence_record(seq, meta).arrays
-    return {"aligned_frames": ItemRecord(meta, align_video_step(rec, params.align_video, meta.key))}
+    p = params.align_video
+    lms = seq.landmarks
+    file_lm = None
+    if p.use_file_landmarks and lms and len(lms) == seq.n_frames and all(lm is not None for lm in lms):
+        file_lm = [lm.points for lm in lms]
+    frames = prefetch(seq.iter_frames())      # decode the next frames while these align
+    return {"aligned_frames": ItemRecord(meta, align_frames(frames, file_lm, p, meta.key))}
 
 
 def run_files(cmd: str, paths: list[str], out: str | os.PathLike, params: Params, func, outputs: dict,
@@ -113,7 +123,7 @@ def run_files(cmd: str, paths: list[str], out: str | os.PathLike, params: Params
                     recs.append(r[store])
             sink.write(name, recs)
 
-    with dask_client(params.run.workers, params.run.scheduler) as client:
+    with dask_client(params.run.workers, params.run.scheduler, len(paths)) as client:
         failures = run_sharded(client, partial(func, params), shards, write, stage=cmd, item_name=str, desc=cmd)
     for store, sink in stores.items():
         sink.close([f.as_dict() for f in failures] + extra[store])

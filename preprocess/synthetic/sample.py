@@ -249,8 +249,12 @@ def _sequence_record(weights, affines, motion, intensity) -> dict:
                             "tx": _r(motion.tx), "ty": _r(motion.ty)}}
 
 
-def _render_sequence(p: SynthParams, dataset: str, subject: str, item_key: str, expr: str,
-                     ramp: Callable[[int], np.ndarray]):
+def render_sequence(p: SynthParams, dataset: str, subject: str, item_key: str, expr: str,
+                    ramp: Callable[[int], np.ndarray]):
+    """One sample sequence as the generator makes it: (frames (T, h, w, 3) uint8 RGB,
+    exact landmarks (T, 68, 2) float64 frame pixels, its truth record with the head
+    motion: ``head_motion["angle_deg"]`` is the known in-plane rotation of each frame,
+    degrees counter-clockwise on screen)."""
     model = sequence_subject_model(p.seed, dataset, subject)
     srng = stream(p.seed, dataset, subject, "framing")
     base = framing(tuple(p.frame_size), float(srng.uniform(1.35, 1.5)),
@@ -289,7 +293,7 @@ def _ckplus_jobs(p: SynthParams) -> list[_Job]:
 
             def write(root: Path, subject=subject, session=session, expr=expr,
                       labelled=labelled) -> dict:
-                frames, landmarks, rec = _render_sequence(p, "ckplus", subject, session, expr,
+                frames, landmarks, rec = render_sequence(p, "ckplus", subject, session, expr,
                                                           onset_to_apex)
                 write_ckplus_sequence(root / "ckplus", subject, session, to_gray(frames),
                                       landmarks=np.round(landmarks, 4),
@@ -312,7 +316,7 @@ def _mmi_jobs(p: SynthParams) -> list[_Job]:
         rel = f"mmi/{subject}_{session}_{expr}.avi"
 
         def write(root: Path, subject=subject, session=session, expr=expr, rel=rel) -> dict:
-            frames, landmarks, rec = _render_sequence(p, "mmi", subject, session, expr,
+            frames, landmarks, rec = render_sequence(p, "mmi", subject, session, expr,
                                                       onset_apex_offset)
             write_video(root / rel, frames, fps=25.0)
             rec["landmarks"] = _r(landmarks, 6)

@@ -82,3 +82,28 @@ def test_fermaps_frames_on_new_videos_equals_the_stage(stores, small_sample, tmp
         np.testing.assert_array_equal(a["landmarks68"], b["landmarks68"])
     from data_schema.store import read_failures
     assert [f["item"] for f in read_failures(tmp_path / "out" / "aligned_frames")] == [str(bad)]
+
+
+def test_head_pose_and_quality_follow_the_sample_truth(stores, small_sample):
+    """The sample turns each face in the image plane by known angles (truth.json): the
+    stored roll follows them within 3 degrees (its offset is the photo's own tilt); the
+    face size is the landmarks' box in input pixels; the crops are sharp."""
+    import json
+
+    truth = json.loads((small_sample / "truth.json").read_text())["items"]
+    aligned = Store(stores / "aligned_frames", "aligned_frames")
+    checked = 0
+    for meta, a in aligned.iter_items():
+        item = next(v for path, v in truth.items() if meta.source.rstrip("/").endswith(path.split(".")[0])
+                    or path.endswith(meta.source.split("/")[-1]))
+        angle = np.asarray(item["head_motion"]["angle_deg"])[a["frame_index"]]
+        roll = a["head_pose"][:, 2]
+        assert a["head_pose"].shape == (len(angle), 3) and a["head_pose"].dtype == np.float32
+        assert np.ptp(angle) > 0.5                                 # there is motion to follow
+        offset = roll - angle
+        assert np.abs(offset - offset[0]).max() < 3.0, meta.key
+        assert abs(offset.mean()) < 6.0
+        assert (np.abs(a["head_pose"][:, :2]) < 25).all()          # a frontal face
+        assert (a["face_size"] > 60).all() and (a["sharpness"] > 0).all()
+        checked += 1
+    assert checked == 2

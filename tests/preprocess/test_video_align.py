@@ -371,3 +371,50 @@ def test_output_is_deterministic(known):
     assert a.transforms.tobytes() == b.transforms.tobytes()
     assert a.landmarks68.tobytes() == b.landmarks68.tobytes()
     assert a.score.tobytes() == b.score.tobytes()
+
+
+# --------------------------------------------------------------------------------------
+# Coarse-to-fine detection
+# --------------------------------------------------------------------------------------
+
+def _big_frame(face_px: float) -> tuple[np.ndarray, np.ndarray]:
+    """A 640x480 frame with the astronaut face at ``face_px``, and its true landmarks."""
+    K = _place(face_px, centre=(319.5, 239.5))
+    img = cv2.warpAffine(np.ascontiguousarray(astronaut_image()), K, (640, 480),
+                         flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    return img, apply_affine(K, L)
+
+
+def test_coarse_pass_finds_a_large_face_as_well_as_the_full_search():
+    from preprocess.landmarks import detect_landmarks
+    from preprocess.video_align import COARSE_SHORT_SIDE, _coarse_dlib
+
+    frame, truth = _big_frame(260)        # 260 px -> 130 px at the coarse 240-px short side
+    assert COARSE_SHORT_SIDE == 240
+    coarse = _coarse_dlib(frame, "largest")
+    full = detect_landmarks(frame, "dlib", upsample=1, mmod_fallback=False)
+    assert coarse is not None and full.found
+    assert _rms(coarse.points, truth) < 1.15 * _rms(full.points, truth) + 0.5
+    assert _rms(coarse.points, truth) < 0.03 * 260
+
+
+def test_coarse_pass_leaves_a_small_face_to_the_full_search():
+    from preprocess.video_align import _coarse_dlib
+
+    frame, truth = _big_frame(80)         # 40 px when shrunk: half dlib's 80-px window
+    assert _coarse_dlib(frame, "largest") is None
+    res = align_sequence([frame], out_size=128)
+    assert res.method == ("detected",) and res.n_detections == 1
+    assert _rms(res.landmarks_in[0], truth) < 0.04 * 80
+    # a 320x240 frame is not shrunk at all: the full search only
+    small = cv2.resize(frame, (320, 240), interpolation=cv2.INTER_AREA)
+    assert _coarse_dlib(small, "largest") is None
+
+
+def test_input_frame_landmarks_and_sizes_are_kept(known):
+    Ks, frames = known
+    res = align_sequence(frames)
+    assert res.frame_sizes.tolist() == [[W, H]] * len(frames)
+    for i, (A, lm, lm_in) in enumerate(zip(res.transforms, res.landmarks68, res.landmarks_in)):
+        np.testing.assert_allclose(apply_affine(A, lm_in), lm, atol=1e-3)
+        assert _rms(lm_in, apply_affine(Ks[i], L)) < 3.0

@@ -123,7 +123,9 @@ def make_aligned_store(root, items=SEQ_ITEMS):
                   "transforms": np.zeros((n, 2, 3)), "face_found": np.ones(n, bool),
                   "interpolated": np.zeros(n, bool), "score": np.ones(n, np.float32),
                   "frame_index": np.arange(n, dtype=np.int64),
-                  "method": np.asarray(["file"] * n, dtype=object), "n_frames_in": np.int64(n),
+                  "method": np.asarray(["file"] * n, dtype=object),
+                  "head_pose": np.zeros((n, 3), np.float32), "face_size": np.full(n, 100, np.float32),
+                  "sharpness": np.full(n, 50, np.float32), "n_frames_in": np.int64(n),
                   "dropped": np.asarray("[]", dtype=object)}
         meta = _meta(key, ds, subj, "001", str(label), label, "ckplus")
         shards.setdefault(f"{ds}_{subj}", []).append(ItemRecord(meta, arrays))
