@@ -129,6 +129,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--limit", type=int, default=0, help="at most this many items (0 = all)")
 
+    s = sub.add_parser("qa", help="quality review of aligned_frames / registered_mesh / maps / maps_clean "
+                                  "stores: qa.csv (a row per frame and per scan, flags) and a worst-first "
+                                  "contact sheet")
+    s.add_argument("stores", nargs="+", help="store folders")
+    s.add_argument("--out", required=True, help="qa.csv and sheet.png go here")
+    s.add_argument("--top", type=int, default=48, help="tiles on the sheet (default 48)")
+    s.add_argument("--per-item", type=int, default=3, help="at most this many frames of one sequence (default 3)")
+
     s = sub.add_parser("inspect", help="print a store's counts, schema, params and failures")
     s.add_argument("store")
     s.add_argument("--json", action="store_true", help="machine-readable output")
@@ -150,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
             paths = write_previews(args.store, args.out, args.limit)
             print(f"wrote {len(paths)} previews under {args.out}")
             return 0
+        if args.cmd == "qa":
+            from pipeline.stages.qa import run_qa
+            return run_qa(args.stores, args.out, args.top, args.per_item)
         params = load_params(args.params)
         if args.cmd in PER_ITEM:
             # before numpy is imported: items computed in this process (small reruns)

@@ -96,6 +96,57 @@ def valid_fraction(valid: np.ndarray) -> float:
     return float(v.mean()) if v.size else float("nan")
 
 
+def face_region(valid: np.ndarray) -> np.ndarray:
+    """The pixels of the face region: those whose centres lie in the convex hull of the
+    valid pixels' centres, its boundary included (pixel (r, c) has its centre at
+    (r, c)).
+
+    valid : (H, W) bool.  Returns (H, W) bool, a superset of ``valid``; all False when
+    nothing is valid.  Valid pixels on one line (a hull of no area) give the pixels on
+    the segment between the two end ones.
+    """
+    v = np.asarray(valid, bool)
+    if v.ndim != 2:
+        raise ValueError(f"valid must be an (H, W) mask, got shape {v.shape}")
+    pts = np.argwhere(v).astype(np.float64)  # (row, col), row-major order
+    out = np.zeros(v.shape, bool)
+    if len(pts) == 0:
+        return out
+    (r0, c0), (r1, c1) = pts.min(axis=0).astype(int), pts.max(axis=0).astype(int)
+    rows, cols = np.mgrid[r0:r1 + 1, c0:c1 + 1]
+    grid = np.stack([rows.ravel(), cols.ravel()], axis=1).astype(np.float64)
+    if len(pts) < 3 or np.linalg.matrix_rank(pts - pts[0]) < 2:
+        # collinear: argwhere's row-major order puts the two end points first and last
+        d = pts[-1] - pts[0]
+        rel = grid - pts[0]
+        on_line = np.abs(rel[:, 0] * d[1] - rel[:, 1] * d[0]) < 1e-9
+        along = rel @ d
+        inside = on_line & (along >= -1e-9) & (along <= d @ d + 1e-9)
+    else:
+        from scipy.spatial import ConvexHull
+
+        eq = ConvexHull(pts).equations  # unit normal . x + offset <= 0 inside
+        inside = (grid @ eq[:, :2].T + eq[:, 2] <= 1e-9).all(axis=1)
+    out[r0:r1 + 1, c0:c1 + 1] = inside.reshape(rows.shape)
+    return out
+
+
+def hole_fraction(valid: np.ndarray) -> float:
+    """Invalid pixels inside the face region / pixels of the face region, in [0, 1].
+
+    The face region is :func:`face_region`, the convex hull of the valid pixels: a
+    scanner's hole (eyes, nostrils, hair) is counted whether it is enclosed or cut into
+    the outline (a missing cheek), which ``scipy.ndimage.binary_fill_holes`` would miss.
+    The stair-stepped outline of a sphere-cropped face alone gives under 1 % (issue
+    #13's four real scans, rendered 112 x 112 maps: 0.4-0.8 %).  valid : (H, W) bool.
+    NaN when nothing is valid.
+    """
+    v = np.asarray(valid, bool)
+    region = face_region(v)
+    n = int(region.sum())
+    return float((region & ~v).sum() / n) if n else float("nan")
+
+
 def horizontal_roughness(channel: np.ndarray, valid: np.ndarray) -> float:
     """Mean |C[r, c+1] - C[r, c]| over horizontally adjacent pixels that are both valid,
     in the channel's units (the shape index: [0, 1] per pixel step).
