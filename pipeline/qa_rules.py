@@ -4,8 +4,7 @@ functions on arrays and rows.
 
 A row is a mapping of column name -> value (a float, a bool, a str, or None where the
 store did not give it).  Each :class:`Rule` reads one column; a rule whose value is
-None is not applied (an ``aligned_frames`` store of schema v1 has no head pose, face
-size or sharpness).  A row is likely wrong when any rule flags it; its *badness* is
+None is not applied (a dropped frame has no head pose, face size or sharpness).  A row is likely wrong when any rule flags it; its *badness* is
 the sum of the weights of its flags (how sure and how harmful: 3 = the sample is
 wrong, 2 = probably wrong, 1 = worth a look), and its *closeness* is its largest
 value/limit ratio (> 1 past a limit), so that rows without a flag still rank by how
@@ -40,8 +39,8 @@ Frames:
 ``YAW_MAX_DEG`` = 40, ``PITCH_MAX_DEG`` = 35 (``yaw``, ``pitch``; absolute values).
     Past these the frontal HOG detector and the 68-point model lose the far side of
     the face.  Sample: |yaw| <= 4.1, pitch 11.8-20.3; real clips: |yaw| <= 25.5,
-    |pitch| <= 19.2 (frontal-looking faces give pitch 8-20 in both: the unknown focal
-    length), |roll| <= 27.2 (roll is not flagged: the similarity alignment removes it).
+    |pitch| <= 19.2 (frontal-looking faces give pitch 8-20 in both: the camera's height
+    and the template's few-degree pitch offset, see preprocess.head_pose), |roll| <= 27.2 (roll is not flagged: the similarity alignment removes it).
 ``LANDMARK_JUMP_MAX`` = 0.05 (``landmark_jump``): :func:`landmark_jump`, the RMS over
     the 68 points of the move of the aligned landmarks from the previous kept frame,
     divided by the crop side.  Alignment cancels the head's motion, so only the
