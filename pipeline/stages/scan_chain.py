@@ -8,6 +8,8 @@ from collections import OrderedDict
 from functools import partial
 from pathlib import Path
 
+import numpy as np
+
 from data_schema.params import Params, as_dict
 from data_schema.schemas import ALIGNED_FRAMES, FACE_MESH, FRAME_SAMPLES, MAPS, MAPS_CLEAN, MASKS, REGISTERED_MESH
 from pipeline.chain import clean_step, crop_step, masks_step, register_step, render_step
@@ -90,7 +92,8 @@ def frames_one(params: Params, path: str) -> dict:
     lms = seq.landmarks
     file_lm = None
     if p.use_file_landmarks and lms and len(lms) == seq.n_frames and all(lm is not None for lm in lms):
-        file_lm = [lm.points for lm in lms]
+        # as the raw_frames store holds them (float32), so that this equals the stage
+        file_lm = [np.asarray(lm.points, np.float32).astype(np.float64) for lm in lms]
     frames = prefetch(seq.iter_frames())      # decode the next frames while these align
     return {"aligned_frames": ItemRecord(meta, align_frames(frames, file_lm, p, meta.key))}
 

@@ -69,6 +69,7 @@ def test_fermaps_frames_on_new_videos_equals_the_stage(stores, small_sample, tmp
     from pipeline.cli import main
 
     videos = sorted((small_sample / "mmi").glob("*.avi"))
+    videos += sorted((small_sample / "ckplus" / "cohn-kanade-images").glob("*/*"))   # CK+ folders, landmark files
     bad = tmp_path / "broken.avi"
     bad.write_bytes(b"RIFF" + b"\0" * 64)
     assert main(["frames", *map(str, videos), str(bad), "--out", str(tmp_path / "out"), "--workers", "1"]) == 0
@@ -80,6 +81,8 @@ def test_fermaps_frames_on_new_videos_equals_the_stage(stores, small_sample, tmp
         _, b = ref.read(ref_by_name[meta.source.split("/")[-1]])
         np.testing.assert_array_equal(a["frames"], b["frames"])
         np.testing.assert_array_equal(a["landmarks68"], b["landmarks68"])
+        np.testing.assert_array_equal(a["head_pose"], b["head_pose"])
+        assert list(a["method"]) == list(b["method"])
     from data_schema.store import read_failures
     assert [f["item"] for f in read_failures(tmp_path / "out" / "aligned_frames")] == [str(bad)]
 
