@@ -71,16 +71,18 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from collections.abc import Iterable, Sequence as Seq
+from collections.abc import Iterable, Iterator, Sequence as Seq
 
 import cv2
 import numpy as np
 
 from data_schema.errors import InputError
 from preprocess.landmarks import (
-    DLIB_LOCK, choose_face, dlib_models, detect_landmarks, landmarks_from_file,
+    DLIB_LOCK, choose_face, dlib_models, landmarks_from_file,
 )
 from preprocess.scan import Landmarks
 
@@ -126,6 +128,9 @@ RESEED_SCALE = 1.03
 #: frame's short side; skipped unless it shrinks the frame by COARSE_MIN_SHRINK or more.
 COARSE_SHORT_SIDE = 240
 COARSE_MIN_SHRINK = 1.25
+#: Search the next frame in a thread while in a run of frames without a face (the
+#: results are the same either way: tested).
+LOOKAHEAD = True
 
 
 # --------------------------------------------------------------------------------------
@@ -408,42 +413,98 @@ class _Observation:
     reason: str = ""
 
 
-def _coarse_dlib(frame: np.ndarray, select) -> _Observation | None:
+@dataclass(frozen=True)
+class _Faces:
+    """What a full-frame dlib search found: boxes (N, 4) x0 y0 x1 y1 frame pixels,
+    scores (N,), ``coarse`` when the coarse pass found them, and the reason when N = 0."""
+    boxes: np.ndarray
+    scores: np.ndarray
+    coarse: bool = False
+    reason: str = ""
+
+
+def _rects(rects) -> np.ndarray:
+    return np.array([[r.left(), r.top(), r.right(), r.bottom()] for r in rects],
+                    dtype=np.float64).reshape(-1, 4)
+
+
+def _coarse_dlib(frame: np.ndarray, hog, lock) -> _Faces | None:
     """The coarse pass of full-frame detection (module docstring): dlib's HOG at
     upsample 0 on the frame shrunk to a short side of COARSE_SHORT_SIDE, boxes mapped
-    back to frame pixels, the predictor on the full frame.  None when the frame is
-    already that small or no face is found."""
+    back to frame pixels.  None when the frame is already that small or no face is
+    found."""
     k = COARSE_SHORT_SIDE / min(frame.shape[:2])
     if k >= 1.0 / COARSE_MIN_SHRINK:
         return None
     small = cv2.resize(frame, (round(frame.shape[1] * k), round(frame.shape[0] * k)),
                        interpolation=cv2.INTER_AREA)
     kx, ky = small.shape[1] / frame.shape[1], small.shape[0] / frame.shape[0]
-    with DLIB_LOCK:
-        rects, scores, _ = dlib_models()[0].run(small, 0, 0.0)
+    with lock:
+        rects, scores, _ = hog.run(small, 0, 0.0)
     if len(rects) == 0:
         return None
     # box corners are pixel centres: x_frame = (x_small + 0.5) / k - 0.5
-    boxes = (np.array([[r.left(), r.top(), r.right(), r.bottom()] for r in rects],
-                      dtype=np.float64) + 0.5) / [kx, ky, kx, ky] - 0.5
-    scores = np.asarray(scores, dtype=np.float64)
-    j = choose_face(boxes, scores, select, frame.shape)
-    return _Observation(_predict(frame, boxes[j]), boxes[j], float(scores[j]), "detected")
+    boxes = (_rects(rects) + 0.5) / [kx, ky, kx, ky] - 0.5
+    return _Faces(boxes, np.asarray(scores, dtype=np.float64), coarse=True)
 
 
-def _detect(frame: np.ndarray, detector: str, upsample: int, hint) -> _Observation:
-    """Full-frame detection (coarse pass first for dlib), then the predictor on the
-    chosen box."""
+def _find_faces_dlib(frame: np.ndarray, upsample: int, hog=None, lock=None) -> _Faces:
+    """Full-frame dlib search, coarse pass first: the faces, without choosing one.
+    ``hog``/``lock``: the detector to use and its lock (default: the shared one)."""
+    if hog is None:
+        hog, lock = dlib_models()[0], DLIB_LOCK
+    coarse = _coarse_dlib(frame, hog, lock)
+    if coarse is not None:
+        return coarse
+    with lock:
+        rects, scores, _ = hog.run(frame, upsample, 0.0)
+    if len(rects) == 0:
+        return _Faces(np.zeros((0, 4)), np.zeros(0), reason=(
+            f"no face found by dlib's HOG detector (upsample {upsample}, "
+            f"image {frame.shape[1]}x{frame.shape[0]})"))
+    return _Faces(_rects(rects), np.asarray(scores, dtype=np.float64))
+
+
+_END = object()
+
+
+def _with_next(frames: Iterable) -> Iterator[tuple]:
+    """(frame, the next frame or _END) for each frame, reading one frame ahead."""
+    it = iter(frames)
+    cur = next(it, _END)
+    while cur is not _END:
+        nxt = next(it, _END)
+        yield cur, nxt
+        cur = nxt
+
+
+@functools.lru_cache(maxsize=1)
+def _lookahead_pool() -> ThreadPoolExecutor:
+    """One look-ahead thread per process, reused by every sequence (a search still
+    running when a sequence fails just finishes; its result is dropped)."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="fermaps-lookahead")
+
+
+@functools.lru_cache(maxsize=1)
+def _spare_hog():
+    """A second HOG detector for the look-ahead thread (dlib's detector objects are
+    not safe to share between threads), with its own lock."""
+    import dlib
+
+    return dlib.get_frontal_face_detector(), threading.Lock()
+
+
+def _detect(frame: np.ndarray, detector: str, upsample: int, hint,
+            found: _Faces | None = None) -> _Observation:
+    """Full-frame detection (coarse pass first for dlib; ``found``: its result, when
+    the look-ahead already ran it), then the predictor on the chosen box."""
     select = "largest" if hint is None else (float(hint[0]), float(hint[1]))
     if detector == "dlib":
-        coarse = _coarse_dlib(frame, select)
-        if coarse is not None:
-            return coarse
-        r = detect_landmarks(frame, "dlib", upsample=upsample, select=select,
-                             mmod_fallback=False)
-        if not r.found:
-            return _Observation(None, None, 0.0, "detected", r.reason)
-        return _Observation(r.points, r.box, r.confidence, "detected")
+        f = found if found is not None else _find_faces_dlib(frame, upsample)
+        if len(f.boxes) == 0:
+            return _Observation(None, None, 0.0, "detected", f.reason)
+        k = choose_face(f.boxes, f.scores, select, frame.shape)
+        return _Observation(_predict(frame, f.boxes[k]), f.boxes[k], float(f.scores[k]), "detected")
     gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
     boxes, scores = _haar_boxes(gray, min_side=30)
     if len(boxes) == 0:
@@ -685,8 +746,14 @@ def align_sequence(frames: Iterable[np.ndarray], *, reference: str = "first",
                                   (frame.shape[1], frame.shape[0])))
         pending.clear()
 
+    # Frames without a face come in runs, each paying a full search: in one, the next
+    # frame is searched beside this one (a second HOG detector in a thread; dlib
+    # releases the GIL), and that result is used when the next frame needs a search;
+    # the frame after that is searched here again, beside the one after it.
+    lookahead = LOOKAHEAD and detector == "dlib" and (os.cpu_count() or 1) > 1
+    ahead: tuple[int, Future] | None = None
     i = -1
-    for i, raw in enumerate(frames):
+    for i, (raw, nxt) in enumerate(_with_next(frames)):
         frame = _check_frame(raw, i, source)
         if files is not None and i >= len(files):
             raise InputError(source, f"file_landmarks has {len(files)} entries but the "
@@ -705,7 +772,15 @@ def align_sequence(frames: Iterable[np.ndarray], *, reference: str = "first",
                 else:
                     n_tracked += 1
             if obs is None:
-                obs = _detect(frame, detector, upsample, hint)
+                found = ahead[1].result() if ahead is not None and ahead[0] == i else None
+                ahead = None
+                # frames in pairs: this one here, the next in the thread at the same time
+                if (lookahead and found is None and track_pts is None and nxt is not _END
+                        and (files is None or (i + 1 < len(files) and files[i + 1] is None))):
+                    hog, lock = _spare_hog()
+                    ahead = (i + 1, _lookahead_pool().submit(
+                        _find_faces_dlib, _check_frame(nxt, i + 1, source), upsample, hog, lock))
+                obs = _detect(frame, detector, upsample, hint, found)
                 n_detections += 1
                 last_detection = i
                 if obs.points is None and lost:

@@ -387,28 +387,33 @@ def _big_frame(face_px: float) -> tuple[np.ndarray, np.ndarray]:
 
 def test_coarse_pass_finds_a_large_face_as_well_as_the_full_search():
     from preprocess.landmarks import detect_landmarks
-    from preprocess.video_align import COARSE_SHORT_SIDE, _coarse_dlib
+    from preprocess.video_align import COARSE_SHORT_SIDE, _detect, _find_faces_dlib
 
     frame, truth = _big_frame(260)        # 260 px -> 130 px at the coarse 240-px short side
     assert COARSE_SHORT_SIDE == 240
-    coarse = _coarse_dlib(frame, "largest")
+    assert _find_faces_dlib(frame, 1).coarse
+    coarse = _detect(frame, "dlib", 1, None)
     full = detect_landmarks(frame, "dlib", upsample=1, mmod_fallback=False)
-    assert coarse is not None and full.found
+    assert coarse.points is not None and full.found
     assert _rms(coarse.points, truth) < 1.15 * _rms(full.points, truth) + 0.5
     assert _rms(coarse.points, truth) < 0.03 * 260
 
 
 def test_coarse_pass_leaves_a_small_face_to_the_full_search():
-    from preprocess.video_align import _coarse_dlib
+    from preprocess.landmarks import DLIB_LOCK, dlib_models
+    from preprocess.video_align import _coarse_dlib, _find_faces_dlib
 
+    hog = dlib_models()[0]
     frame, truth = _big_frame(80)         # 40 px when shrunk: half dlib's 80-px window
-    assert _coarse_dlib(frame, "largest") is None
+    assert _coarse_dlib(frame, hog, DLIB_LOCK) is None
+    faces = _find_faces_dlib(frame, 1)
+    assert not faces.coarse and len(faces.boxes) == 1
     res = align_sequence([frame], out_size=128)
     assert res.method == ("detected",) and res.n_detections == 1
     assert _rms(res.landmarks_in[0], truth) < 0.04 * 80
     # a 320x240 frame is not shrunk at all: the full search only
     small = cv2.resize(frame, (320, 240), interpolation=cv2.INTER_AREA)
-    assert _coarse_dlib(small, "largest") is None
+    assert _coarse_dlib(small, hog, DLIB_LOCK) is None
 
 
 def test_input_frame_landmarks_and_sizes_are_kept(known):
@@ -418,3 +423,35 @@ def test_input_frame_landmarks_and_sizes_are_kept(known):
     for i, (A, lm, lm_in) in enumerate(zip(res.transforms, res.landmarks68, res.landmarks_in)):
         np.testing.assert_allclose(apply_affine(A, lm_in), lm, atol=1e-3)
         assert _rms(lm_in, apply_affine(Ks[i], L)) < 3.0
+
+
+def test_looking_ahead_in_faceless_runs_changes_nothing(known, monkeypatch):
+    """The look-ahead search (a second detector in a thread, in runs of frames without
+    a face) gives the sequence of the plain one-frame-at-a-time loop, bit for bit."""
+    import preprocess.video_align as va
+
+    Ks, frames = known
+    blank = np.zeros_like(frames[0])
+    seq = [blank, blank] + frames[:3] + [blank] * 3 + frames[3:6] + [blank] * 7 + frames[6:]
+    import threading
+
+    searched_ahead = []
+    plain = va._find_faces_dlib
+
+    def spy(frame, upsample, hog=None, lock=None):
+        searched_ahead.append(threading.current_thread().name.startswith("fermaps-lookahead"))
+        return plain(frame, upsample, hog, lock)
+
+    monkeypatch.setattr(va, "_find_faces_dlib", spy)
+    monkeypatch.setattr(va.os, "cpu_count", lambda: 2)
+    runs = []
+    for on in (True, False):
+        monkeypatch.setattr(va, "LOOKAHEAD", on)
+        searched_ahead.clear()
+        runs.append(align_sequence(seq, max_gap=5))
+        assert any(searched_ahead) == on
+    a, b = runs
+    for field in ("frames", "landmarks68", "transforms", "score", "frame_index", "landmarks_in"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    assert a.method == b.method and a.dropped == b.dropped and a.n_detections == b.n_detections
+    assert len(a.dropped) == 7 and "no face" in a.dropped[0][1]
