@@ -13,13 +13,26 @@ Landmarks per frame come from, in this order of preference:
 
 * a dataset file (CK+ ships 68 points per frame; STCAM uses them);
 * tracking: dlib's shape predictor seeded with a box placed on the previous frame's
-  landmarks (the box the detector would have drawn there, see below), run twice (the
-  second time seeded from the first answer, which pulls the box onto a face that moved);
+  landmarks (the box the detector would have drawn there, see below), run a second time
+  seeded from the first answer when that answer's box moved more than ``RESEED_OFFSET``
+  sides (which pulls the box onto a face that moved);
 * detection: dlib's HOG detector (default, STCAM) or OpenCV's Haar cascade
   ``haarcascade_frontalface_default.xml`` (HACN's AdaBoost/Haar detector), then the
   predictor on the detector's box.  Detection runs on the first frame, whenever tracking
   is lost, and every ``redetect_every`` frames; ``AlignedSequence.n_detections`` counts
   the full-frame detector runs.
+
+Full-frame dlib detection, coarse to fine.  A coarse pass runs HOG at upsample 0 on the
+frame shrunk to a short side of ``COARSE_SHORT_SIDE`` (240) pixels: it finds faces of at
+least 80/240 of the short side (HOG's 80-pixel window) at a fraction of the cost
+(~12 ms against ~87 ms at upsample 1 on a 640x360 frame); its boxes are mapped back
+to frame pixels and the predictor runs on the full frame.  Only when it finds nothing
+does HOG search the whole frame at ``upsample``, so every face the one-pass search
+finds is still found (the coarse pass may pick a larger face first).  In a run of
+frames without a face, each of which needs that full search, frames are searched two at
+a time: the next frame by a second HOG detector in a look-ahead thread (dlib releases
+the GIL), its answer used when that frame comes (``LOOKAHEAD``; the results are the
+same with it off).
 
 The seed box.  The predictor was trained on detector boxes, so a tracked frame's seed
 box must look like one.  At each detection the detector's box is stored relative to the
