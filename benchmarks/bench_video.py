@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -66,11 +67,13 @@ def fermaps_points(out: Path) -> dict[int, np.ndarray]:
     """frame index -> (68, 2) input-frame pixels of the frames ``fermaps frames``
     found a face in (tracked or detected)."""
     from data_schema.store import Store
-    from preprocess.video_align import apply_affine, invert_affine
+    import cv2
+
+    from preprocess.video_align import apply_affine
 
     store = Store(out / "aligned_frames", "aligned_frames")
     _, a = store.read(store.keys[0])
-    return {int(i): apply_affine(invert_affine(A), lm)
+    return {int(i): apply_affine(cv2.invertAffineTransform(A), lm)
             for i, lm, A, found in zip(a["frame_index"], a["landmarks68"], a["transforms"], a["face_found"])
             if found}
 
@@ -92,9 +95,7 @@ def compare_processes(video: Path, repeat: int, work: Path) -> dict:
     naive_s = fermaps_s = math.inf
     for _ in range(repeat):
         naive_s = min(naive_s, _timed([sys.executable, "-m", "benchmarks.naive_video", str(video), str(naive_out)]))
-        if frames_out.exists():
-            import shutil
-            shutil.rmtree(frames_out)
+        shutil.rmtree(frames_out, ignore_errors=True)
         fermaps_s = min(fermaps_s, _timed([sys.executable, "-m", "pipeline", "frames", str(video),
                                             "--out", str(frames_out)]))
     z = np.load(naive_out)
@@ -131,6 +132,30 @@ def _ckplus_truth_ratio() -> tuple[float, float, int]:
     return e_ours, e_naive, n
 
 
+def search_ratio(video: Path, n: int = 40, repeat: int = 3) -> tuple[float, float, float]:
+    """(one-pass / coarse-to-fine time, ms per frame of each) of the full-frame dlib
+    search on the first ``n`` frames of ``video``, in this process."""
+    from benchmarks._util import best_of
+    from preprocess.io import read_sequence
+    from preprocess.landmarks import DLIB_LOCK, dlib_models
+    from preprocess.video_align import _find_faces_dlib
+
+    frames = [f for _, f in zip(range(n), read_sequence(video).iter_frames())]
+    hog = dlib_models()[0]
+
+    def one_pass():
+        for f in frames:
+            with DLIB_LOCK:
+                hog.run(f, 1, 0.0)
+
+    def coarse_to_fine():
+        for f in frames:
+            _find_faces_dlib(f, 1)
+
+    full, coarse = best_of(one_pass, repeat), best_of(coarse_to_fine, repeat)
+    return full / coarse, full / len(frames) * 1e3, coarse / len(frames) * 1e3
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("video", nargs="?", help="a real clip (default: the sample's face video)")
@@ -149,13 +174,18 @@ def main(argv=None) -> dict:
             write_video(video, frames, fps=25.0)
             truth = dict(enumerate(lm))
         r = compare_processes(video, args.repeat, work)
+        search = search_ratio(video)
     ratio = r["naive_s"] / r["fermaps_s"]
-    n_frames = max([*r["naive"], *r["fermaps"], -1]) + 1
+    from preprocess.io import read_sequence
+
+    n_frames = read_sequence(video).n_frames if args.video else len(truth)
     name = Path(args.video).name if args.video else "sample 640x360"
     report(f"video {name}: naive loop / fermaps frames", ratio,
            f"{r['naive_s']:.1f} s vs {r['fermaps_s']:.1f} s whole processes; faces in "
            f"{len(r['naive'])} / {len(r['fermaps'])} of {n_frames} frames (naive / fermaps)")
-    out = {"naive_s": r["naive_s"], "fermaps_s": r["fermaps_s"], "ratio": ratio}
+    report(f"video {name}: full-frame search, upsample 1 / coarse-to-fine", search[0],
+           f"{search[1]:.1f} vs {search[2]:.1f} ms per frame (first 40 frames)")
+    out = {"naive_s": r["naive_s"], "fermaps_s": r["fermaps_s"], "ratio": ratio, "search_ratio": search[0]}
     if truth is None:
         e, n = nme_against(r["fermaps"], r["naive"])
         print(f"landmarks: fermaps NME against the naive loop's points {e:.4f} over {n} frames "

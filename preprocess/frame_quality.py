@@ -10,15 +10,7 @@ import cv2
 import numpy as np
 
 from data_schema.errors import InputError
-
-
-def _check_points(points68: np.ndarray) -> np.ndarray:
-    p = np.asarray(points68, np.float64)
-    if p.ndim != 3 or p.shape[1:] != (68, 2):
-        raise InputError("landmarks", f"expected (T, 68, 2) landmarks, got shape {p.shape}")
-    if not np.isfinite(p).all():
-        raise InputError("landmarks", "NaN or infinite landmark coordinates")
-    return p
+from preprocess.landmarks import check_landmark_frames
 
 
 def face_size(points68: np.ndarray) -> np.ndarray:
@@ -27,7 +19,7 @@ def face_size(points68: np.ndarray) -> np.ndarray:
     points68 : (T, 68, 2) float, pixels of the input frame.
     Returns (T,) float32, pixels (0 for collapsed points).
     """
-    p = _check_points(points68)
+    p = check_landmark_frames(points68)
     span = p.max(axis=1) - p.min(axis=1)
     return np.sqrt(span[:, 0] * span[:, 1]).astype(np.float32)
 
@@ -44,7 +36,7 @@ def sharpness(frames: np.ndarray, points68: np.ndarray) -> np.ndarray:
     the other frames of its sequence.
     """
     f = np.asarray(frames)
-    p = _check_points(points68)
+    p = check_landmark_frames(points68)
     if f.dtype != np.uint8 or f.ndim != 4 or f.shape[3] != 3 or len(f) != len(p):
         raise InputError("frames", f"expected (T, S, S, 3) uint8 frames matching {len(p)} "
                                    f"landmark sets, got shape {f.shape} dtype {f.dtype}")

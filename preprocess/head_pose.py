@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 
 from data_schema.errors import InputError
+from preprocess.landmarks import check_landmark_frames
 
 #: iBUG-68 points (0-based) the pose is fitted on: the nose and the eyes.
 POSE_POINTS = tuple(range(27, 48))
@@ -95,11 +96,7 @@ def head_pose(points68: np.ndarray, width: int, height: int) -> np.ndarray:
     Returns (T, 3) float32 (yaw, pitch, roll).  Raises InputError for a wrong shape or
     NaN/inf points; ValueError for a non-positive frame size.
     """
-    p = np.asarray(points68, np.float64)
-    if p.ndim != 3 or p.shape[1:] != (68, 2):
-        raise InputError("landmarks", f"expected (T, 68, 2) landmarks, got shape {p.shape}")
-    if not np.isfinite(p).all():
-        raise InputError("landmarks", "NaN or infinite landmark coordinates")
+    p = check_landmark_frames(points68)
     if not (width > 0 and height > 0):
         raise ValueError(f"frame size must be positive, got {width}x{height}")
     K = camera_matrix(int(width), int(height))

