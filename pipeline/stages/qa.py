@@ -50,6 +50,7 @@ import h5py
 import numpy as np
 
 from data_schema.errors import FermapsError, SchemaError
+from data_schema.channels import CHANNELS
 from data_schema.schemas import StoreSchema
 from data_schema.store import ItemMeta, Store, atomic_write_bytes, read_failures, read_shard_item
 from pipeline.qa_rules import FRAME_RULES, Rule, Verdict, judge, landmark_jump, relative_sharpness, scan_rules
@@ -175,19 +176,16 @@ def frame_rows(st: QAStore) -> list[Row]:
                 sizes[shard] = int(h5["frames"].shape[1])
         t = len(a["frame_index"])
         jump = landmark_jump(a["landmarks68"], sizes[shard])
-        rel = relative_sharpness(a["sharpness"]) if "sharpness" in a else None
+        rel = relative_sharpness(a["sharpness"])
         item: list[tuple[int, Row]] = []
         for i in range(t):
             v = _base("frame", st.path, meta, meta.key)
             v.update(frame_index=int(a["frame_index"][i]), method=str(a["method"][i]),
                      face_found=bool(a["face_found"][i]), interpolated=bool(a["interpolated"][i]),
-                     score=float(a["score"][i]), landmark_jump=float(jump[i]))
-            if "face_size" in a:
-                v["face_size"] = float(a["face_size"][i])
-            if rel is not None:
-                v.update(sharpness=float(a["sharpness"][i]), sharpness_rel=float(rel[i]))
-            if "head_pose" in a:
-                v.update(zip(("yaw", "pitch", "roll"), map(float, a["head_pose"][i])))
+                     score=float(a["score"][i]), landmark_jump=float(jump[i]),
+                     face_size=float(a["face_size"][i]), sharpness=float(a["sharpness"][i]),
+                     sharpness_rel=float(rel[i]))
+            v.update(zip(("yaw", "pitch", "roll"), map(float, a["head_pose"][i])))
             item.append((v["frame_index"], _finish(v, FRAME_RULES, ("frame", st, meta.key, i))))
         for index, reason in json.loads(_str(a["dropped"]) or "[]"):
             v = _base("frame", st.path, meta, meta.key)
@@ -219,10 +217,11 @@ def scan_measures(clean: Mapping | None, maps: Mapping | None) -> dict:
     from preprocess.map_quality import hole_fraction, map_quality
 
     depth_src = clean if clean is not None else maps
+    c = CHANNELS.index("C")
     if maps is not None:
-        si, si_valid, hole_valid = maps["maps"][4], maps["valid"], maps["valid"]
+        si, si_valid, hole_valid = maps["maps"][c], maps["valid"], maps["valid"]
     else:
-        si, si_valid, hole_valid = clean["maps"][4], clean["valid"] & (clean["maps"][4] != 0), clean["valid"]
+        si, si_valid, hole_valid = clean["maps"][c], clean["valid"] & (clean["maps"][c] != 0), clean["valid"]
     q = map_quality(depth_src["depth_mm"], depth_src["valid"], si, si_valid)
     out = {"asymmetry_mm": q.asymmetry_mm, "nose_offset_px": q.nose_offset_px,
            "valid_fraction": q.valid_fraction, "si_roughness": q.shape_index_roughness,
